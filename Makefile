@@ -1,0 +1,24 @@
+# pvt_fpn_d2 developer entry points. `make setup` once, then `make test` / `make demo`.
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+STAMP := $(VENV)/.pvt_fpn_d2-setup-done
+SETUP_INPUTS := setup.py tools/constraints.txt tools/install_detectron2.py tools/setup_env.sh
+# pytest-xdist workers; CI machines have 2 cores
+TEST_WORKERS ?= 2
+
+.PHONY: setup test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): $(SETUP_INPUTS)
+	VENV=$(VENV) bash tools/setup_env.sh
+	touch $@
+
+# Skip the venv when PY points at another interpreter (an existing environment).
+SETUP_DEP := $(if $(filter $(VENV)/bin/python,$(PY)),setup,)
+
+test: $(SETUP_DEP)
+	$(PY) -m pytest -n $(TEST_WORKERS) tests
+
+clean:
+	rm -rf output .pytest_cache
