@@ -1,0 +1,4 @@
+# Mask R-CNN, PVT-v2-b2_li + FPN, 1x. Published: 44.1 box AP / 40.5 mask AP.
+from .mask_rcnn_pvt_v2_b2_fpn_1x import dataloader, lr_multiplier, model, optimizer, train
+
+model.backbone.bottom_up.name = "pvt_v2_b2_li"

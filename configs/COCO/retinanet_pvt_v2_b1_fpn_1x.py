@@ -1,0 +1,4 @@
+# RetinaNet, PVT-v2-b1 + FPN, 1x. Published: 41.2 box AP.
+from .retinanet_pvt_v2_b2_fpn_1x import dataloader, lr_multiplier, model, optimizer, train
+
+model.backbone.bottom_up.name = "pvt_v2_b1"

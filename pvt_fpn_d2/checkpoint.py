@@ -1,0 +1,167 @@
+"""
+Checkpoint loading for PVT-v2 detectors.
+
+:class:`PVTCheckpointer` is detectron2's ``DetectionCheckpointer`` plus:
+
+* PVT-v2 ImageNet files in the official, timm or Hugging Face format load directly as
+  ``train.init_checkpoint`` / ``MODEL.WEIGHTS`` (mapped onto the model's backbone);
+* every backbone parameter must be loaded: a checkpoint of another architecture or variant is
+  an error, not a page of warnings;
+* fine-tuning from a checkpoint with another number of classes skips the class-specific
+  layers with one summary line;
+* files are read safely (:func:`pvt_fpn_d2.weights.read_checkpoint`).
+
+Importing this module also registers ``timm://<variant>`` with detectron2's PathManager: it
+resolves to timm's ImageNet weights from the Hugging Face hub, converted to detectron2 keys, so
+plain ``DetectionCheckpointer`` (yacs ``DefaultTrainer``) can use them too.
+"""
+
+import logging
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+from iopath.common.file_io import PathHandler, get_cache_dir
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
+
+from .backbone import PVTv2Backbone
+from .utils import atomic_torch_save
+from .weights import (
+    TIMM_HUB_PREFIX,
+    detect_format,
+    extract_state_dict,
+    fetch_timm_hub_weights,
+    read_checkpoint,
+    to_detectron2_state_dict,
+)
+
+__all__ = ["PVTCheckpointer", "TimmHubHandler", "convert_to_detectron2_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+# Layers whose shapes depend on the number of classes (box, mask, RetinaNet, sem-seg heads).
+_CLASS_SPECIFIC = re.compile(
+    r"(^|\.)(cls_score|bbox_pred|mask_head\.predictor|sem_seg_head\.predictor)\.(weight|bias)$"
+)
+
+
+def convert_to_detectron2_checkpoint(src: str, dst: str, prefix: Optional[str] = None) -> int:
+    """
+    Convert PVT-v2 ImageNet weights (official, timm or HF format) into a detectron2 checkpoint
+    that ``train.init_checkpoint`` / ``MODEL.WEIGHTS`` load directly. Written atomically.
+
+    Returns:
+        the number of tensors written.
+    """
+    sd = extract_state_dict(read_checkpoint(src))
+    kwargs = {} if prefix is None else {"prefix": prefix}
+    model = to_detectron2_state_dict(sd, **kwargs)
+    atomic_torch_save(
+        {"model": model, "__author__": "pvt_fpn_d2", "matching_heuristics": False}, dst
+    )
+    return len(model)
+
+
+class TimmHubHandler(PathHandler):
+    """``timm://pvt_v2_b2`` -> timm's ImageNet weights, converted to a detectron2 checkpoint."""
+
+    PREFIX = TIMM_HUB_PREFIX
+
+    def _get_supported_prefixes(self) -> List[str]:
+        return [self.PREFIX]
+
+    def _get_local_path(self, path: str, **kwargs: Any) -> str:
+        name = path[len(self.PREFIX):]
+        dst = os.path.join(get_cache_dir(), "pvt_fpn_d2", f"{name}_timm_in1k_d2.pth")
+        if not os.path.isfile(dst):
+            src = fetch_timm_hub_weights(name)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            convert_to_detectron2_checkpoint(src, dst)
+            logger.info(f"{path}: converted {src} to {dst}")
+        return dst
+
+    def _open(self, path: str, mode: str = "r", **kwargs: Any):
+        return PathManager.open(self._get_local_path(path), mode, **kwargs)
+
+
+if TimmHubHandler.PREFIX not in PathManager._path_handlers:
+    PathManager.register_handler(TimmHubHandler())
+
+
+def _shape(v) -> tuple:
+    return tuple(getattr(v, "shape", ()))
+
+
+class PVTCheckpointer(DetectionCheckpointer):
+    """See the module docstring. Use it wherever ``DetectionCheckpointer`` is used."""
+
+    def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
+        self._loading = path
+        return super().load(path, *args, **kwargs)
+
+    def _backbone_prefix(self) -> Optional[str]:
+        for name, module in self.model.named_modules():
+            if isinstance(module, PVTv2Backbone):
+                return f"{name}.model." if name else "model."
+        return None
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        if filename.endswith(".pkl"):  # Detectron / detectron2 model-zoo pickles
+            return super()._load_file(filename)
+        obj = read_checkpoint(filename)
+        sd = extract_state_dict(obj)
+        try:
+            fmt = detect_format(sd)
+        except ValueError:
+            fmt = None  # another architecture: reported by _load_model
+        prefix = self._backbone_prefix()
+        if fmt in ("official", "timm", "hf") and prefix is not None:
+            logger.info(f"{filename}: PVT-v2 ImageNet weights ({fmt} format)")
+            return {"model": to_detectron2_state_dict(sd, prefix=prefix), "matching_heuristics": False}
+        if isinstance(obj, dict) and "model" in obj:
+            return obj
+        return {"model": sd}
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        own = self.model.state_dict()
+        ckpt = checkpoint["model"]
+        skipped = [
+            k
+            for k, v in ckpt.items()
+            if k in own and _shape(v) != tuple(own[k].shape) and _CLASS_SPECIFIC.search(k)
+        ]
+        for k in skipped:
+            ckpt.pop(k)
+        if skipped:
+            logger.info(
+                f"Fine-tuning: skipped {len(skipped)} class-specific parameters whose shapes "
+                f"differ from this model (another number of classes): {', '.join(skipped)}"
+            )
+        incompatible = super()._load_model(checkpoint)
+
+        prefix = self._backbone_prefix()
+        if prefix is None:
+            return incompatible
+        backbone = [k for k in own if k.startswith(prefix)]
+        missing = [k for k in backbone if k in set(incompatible.missing_keys)]
+        wrong = [k for k, *_ in incompatible.incorrect_shapes if k.startswith(prefix)]
+        unexpected = [k for k in incompatible.unexpected_keys if k.startswith(prefix)]
+        summary = (
+            f"PVT-v2 backbone from {getattr(self, '_loading', 'checkpoint')}: "
+            f"{len(backbone) - len(missing)} matched, {len(missing) - len(wrong)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} shape mismatches"
+        )
+        logger.info(summary)
+        if missing:
+            name = next(
+                m.name for m in self.model.modules() if isinstance(m, PVTv2Backbone)
+            )
+            raise ValueError(
+                f"{summary}. Every backbone parameter must be loaded, e.g. {missing[0]} is "
+                f"{'of another shape' if wrong else 'missing'}. The checkpoint was made for "
+                f"another architecture or variant than this model ({name}): point the config at "
+                "a checkpoint of the same backbone, or at PVT-v2 ImageNet weights."
+            )
+        return incompatible

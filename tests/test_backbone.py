@@ -1,0 +1,197 @@
+"""PVTv2Backbone: detectron2's Backbone contract on top of timm's pvt_v2 (issue #3)."""
+
+import pytest
+import timm
+import torch
+from timm.layers import DropPath
+
+from detectron2.config import get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, FPN
+
+from pvt_fpn_d2 import PVT_V2_VARIANTS, PVTv2Backbone, add_pvt_v2_config, pvt_v2_out_channels
+
+STAGES = ["res2", "res3", "res4", "res5"]
+
+
+def _timm_reference(backbone: PVTv2Backbone) -> torch.nn.Module:
+    """timm's own model (full, with classifier) holding the backbone's weights."""
+    ref = timm.create_model(backbone.name, pretrained=False)
+    missing, unexpected = ref.load_state_dict(backbone.model.state_dict(), strict=False)
+    assert set(missing) == {"head.weight", "head.bias"} and not unexpected
+    return ref.eval()
+
+
+@pytest.mark.parametrize("name", PVT_V2_VARIANTS)
+def test_contract_for_every_variant(name):
+    torch.manual_seed(0)
+    backbone = PVTv2Backbone(name, drop_path_rate=0.0).eval()
+    info = timm.create_model(name, pretrained=False).feature_info
+    shapes = backbone.output_shape()
+    assert list(shapes) == STAGES  # ordered by stride
+    assert [s.channels for s in shapes.values()] == [i["num_chs"] for i in info]
+    assert [s.stride for s in shapes.values()] == [4, 8, 16, 32]
+    assert backbone.size_divisibility == 32
+    assert backbone.padding_constraints == {"size_divisibility": 32}
+    assert pvt_v2_out_channels(name, "res5") == shapes["res5"].channels
+
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = backbone(x)
+    assert list(out) == STAGES
+    for f, t in out.items():
+        s = shapes[f]
+        assert t.shape == (1, s.channels, 64 // s.stride, 96 // s.stride), f
+
+
+@pytest.mark.parametrize("name", ["pvt_v2_b0", "pvt_v2_b2_li"])
+def test_outputs_equal_timm_called_directly(name):
+    torch.manual_seed(0)
+    backbone = PVTv2Backbone(name, drop_path_rate=0.1).eval()
+    ref = _timm_reference(backbone)
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        ours = backbone(x)
+        theirs = ref.forward_intermediates(x, intermediates_only=True)
+    for a, b in zip(ours.values(), theirs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_odd_input_sizes_give_ceil_strided_maps():
+    backbone = PVTv2Backbone("pvt_v2_b0").eval()
+    with torch.no_grad():
+        out = backbone(torch.randn(1, 3, 200, 249))
+    assert [tuple(t.shape[-2:]) for t in out.values()] == [(50, 63), (25, 32), (13, 16), (7, 8)]
+
+
+@pytest.mark.parametrize("size", [(31, 64), (64, 20), (8, 8)])
+def test_input_below_32_px_is_a_clear_error(size):
+    backbone = PVTv2Backbone("pvt_v2_b0")
+    with pytest.raises(ValueError, match=rf"at least 32x32 pixels, got {size[0]}x{size[1]}"):
+        backbone(torch.randn(1, 3, *size))
+
+
+def test_minimum_input_of_32_px_works():
+    backbone = PVTv2Backbone("pvt_v2_b0").eval()
+    with torch.no_grad():
+        out = backbone(torch.randn(1, 3, 32, 32))
+    assert out["res5"].shape[-2:] == (1, 1)
+
+
+def test_unknown_variant_lists_valid_names():
+    with pytest.raises(ValueError, match=r"Unknown PVT-v2 variant 'pvt_v2_b9'.*pvt_v2_b0.*pvt_v2_b5"):
+        PVTv2Backbone("pvt_v2_b9")
+
+
+@pytest.mark.parametrize(
+    "out_features, message",
+    [(["res6"], "subset"), ([], "subset"), (["res4", "res3"], "ordered by stride")],
+)
+def test_bad_out_features(out_features, message):
+    with pytest.raises(ValueError, match=message):
+        PVTv2Backbone("pvt_v2_b0", out_features=out_features)
+
+
+def test_subset_of_outputs_prunes_unused_stages():
+    backbone = PVTv2Backbone("pvt_v2_b0", out_features=["res3", "res4"]).eval()
+    assert len(backbone.model.stages) == 3  # res5 stage dropped, so DDP sees no unused params
+    with torch.no_grad():
+        out = backbone(torch.randn(1, 3, 64, 64))
+    assert list(out) == ["res3", "res4"]
+    assert list(backbone.output_shape()) == ["res3", "res4"]
+
+
+def test_drop_path_rate_reaches_the_blocks():
+    backbone = PVTv2Backbone("pvt_v2_b2", drop_path_rate=0.1)
+    rates = [m.drop_prob for m in backbone.modules() if isinstance(m, DropPath)]
+    assert len(rates) > 0 and max(rates) == pytest.approx(0.1)
+    assert not any(isinstance(m, DropPath) for m in PVTv2Backbone("pvt_v2_b0", drop_path_rate=0).modules())
+
+
+def test_every_parameter_gets_a_gradient():
+    backbone = PVTv2Backbone("pvt_v2_b0").train()
+    out = backbone(torch.randn(2, 3, 64, 64))
+    sum(t.mean() for t in out.values()).backward()
+    no_grad = [n for n, p in backbone.named_parameters() if p.grad is None]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize("freeze_at", [1, 3])
+def test_freeze_at_freezes_stem_and_first_stages(freeze_at):
+    backbone = PVTv2Backbone("pvt_v2_b0", freeze_at=freeze_at, drop_path_rate=0.1).train()
+    frozen_prefixes = ["patch_embed."] + [f"stages.{i}." for i in range(freeze_at - 1)]
+    for n, p in backbone.model.named_parameters():
+        assert p.requires_grad != any(n.startswith(f) for f in frozen_prefixes), n
+    # frozen modules stay in eval mode (no stochastic depth) while the rest trains
+    assert not backbone.model.patch_embed.training
+    assert backbone.model.stages[-1].training
+    out = backbone(torch.randn(1, 3, 64, 64))
+    sum(t.mean() for t in out.values()).backward()
+    assert all(p.grad is None for p in backbone.model.patch_embed.parameters())
+    assert all(p.grad is not None for p in backbone.model.stages[-1].parameters())
+
+
+def test_activation_checkpointing_gives_same_outputs_and_grads():
+    torch.manual_seed(0)
+    plain = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0)
+    ckpt = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0, use_act_checkpoint=True)
+    ckpt.load_state_dict(plain.state_dict())
+    assert all(s.grad_checkpointing for s in ckpt.model.stages)
+    x = torch.randn(1, 3, 64, 64)
+    grads = []
+    for m in (plain, ckpt):
+        m.train()
+        out = m(x)
+        sum((t**2).mean() for t in out.values()).backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+        for t in out.values():
+            assert torch.isfinite(t).all()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-6)
+
+
+def test_traced_equals_eager():
+    backbone = PVTv2Backbone("pvt_v2_b0").eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        traced = torch.jit.trace(backbone, x, strict=False)
+        eager, jit = backbone(x), traced(x)
+    for f in eager:
+        torch.testing.assert_close(eager[f], jit[f])
+
+
+def test_inside_detectron2_fpn():
+    fpn = FPN(
+        bottom_up=PVTv2Backbone("pvt_v2_b0"), in_features=STAGES, out_channels=64
+    ).eval()
+    assert fpn.size_divisibility == 32
+    with torch.no_grad():
+        out = fpn(torch.randn(1, 3, 96, 64))
+    assert [tuple(t.shape) for t in out.values()] == [
+        (1, 64, 24, 16), (1, 64, 12, 8), (1, 64, 6, 4), (1, 64, 3, 2)
+    ]
+
+
+@pytest.mark.parametrize(
+    "builder, out_features, expected",
+    [
+        ("build_pvt_v2_fpn_backbone", STAGES, ["p2", "p3", "p4", "p5", "p6"]),
+        ("build_pvt_v2_retinanet_fpn_backbone", STAGES[1:], ["p3", "p4", "p5", "p6", "p7"]),
+    ],
+)
+def test_yacs_builders_in_registry(builder, out_features, expected):
+    cfg = get_cfg()
+    add_pvt_v2_config(cfg)
+    cfg.MODEL.PVT.NAME = "pvt_v2_b0"
+    cfg.MODEL.PVT.OUT_FEATURES = out_features
+    cfg.MODEL.FPN.IN_FEATURES = out_features
+    cfg.MODEL.BACKBONE.NAME = builder
+    backbone = BACKBONE_REGISTRY.get(builder)(cfg, ShapeSpec(channels=3))
+    assert list(backbone.output_shape()) == expected
+    assert [s.stride for s in backbone.output_shape().values()] == [
+        2 ** int(p[1]) for p in expected
+    ]
+    if builder == "build_pvt_v2_retinanet_fpn_backbone":
+        # P6 is computed from C5 (256 channels for b0), not from P5
+        assert backbone.top_block.p6.in_channels == 256
+        assert backbone.top_block.in_feature == "res5"

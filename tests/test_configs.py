@@ -1,0 +1,178 @@
+"""Every model-zoo config: instantiates, matches the paper, follows the recipe, trains (#3)."""
+
+import glob
+import os
+
+import pytest
+import torch
+
+from detectron2.config import LazyConfig, get_cfg, instantiate
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+from pvt_fpn_d2 import PVTv2Backbone, add_pvt_v2_config, build_optimizer
+from pvt_fpn_d2.model_zoo import PUBLISHED
+
+from .conftest import REPO, make_batch
+
+COCO_CONFIGS = sorted(glob.glob(str(REPO / "configs/COCO/*.py")))
+YAML_CONFIGS = sorted(glob.glob(str(REPO / "configs/COCO-yaml/[!B]*.yaml")))
+
+IMAGENET_RGB_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_RGB_STD = [58.395, 57.12, 57.375]
+
+
+def _name(path):
+    return os.path.basename(path)[: -len(".py")]
+
+
+def _load(path):
+    return LazyConfig.load(path)
+
+
+def test_expected_configs_exist():
+    names = {_name(p) for p in COCO_CONFIGS}
+    for v in ["b0", "b1", "b2", "b2_li", "b3", "b4", "b5"]:
+        assert f"mask_rcnn_pvt_v2_{v}_fpn_1x" in names
+        assert f"retinanet_pvt_v2_{v}_fpn_1x" in names
+    assert {"faster_rcnn_pvt_v2_b2_fpn_1x", "cascade_mask_rcnn_pvt_v2_b2_fpn_3x"} <= names
+    yaml_names = {os.path.basename(p) for p in YAML_CONFIGS}
+    assert {"mask_rcnn_pvt_v2_b0_fpn_1x.yaml", "mask_rcnn_pvt_v2_b2_fpn_1x.yaml"} <= yaml_names
+
+
+@pytest.mark.parametrize("path", COCO_CONFIGS, ids=_name)
+def test_config_instantiates_and_matches_published_size(path):
+    cfg = _load(path)
+    model = instantiate(cfg.model)
+    bottom_up = model.backbone.bottom_up
+    assert isinstance(bottom_up, PVTv2Backbone)
+    variant = _name(path).split("pvt_v2_")[1].rsplit("_fpn", 1)[0]
+    assert bottom_up.name == f"pvt_v2_{variant}"
+    assert cfg.train.init_checkpoint == f"timm://pvt_v2_{variant}"
+    n = sum(p.numel() for p in model.parameters()) / 1e6
+    published = PUBLISHED.get(_name(path))
+    if published and published.params_m:  # within 0.5% of the paper's detector size
+        assert abs(n - published.params_m) / published.params_m < 0.005, (n, published)
+    # the optimizer and schedule instantiate against this model
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    instantiate(cfg.lr_multiplier)
+
+
+@pytest.mark.parametrize("path", COCO_CONFIGS, ids=_name)
+def test_config_follows_the_official_recipe(path):
+    cfg = _load(path)
+    name = _name(path)
+    bottom_up = cfg.model.backbone.bottom_up
+    assert bottom_up.drop_path_rate == 0.1 and bottom_up.freeze_at == 0
+    assert cfg.model.pixel_mean == IMAGENET_RGB_MEAN and cfg.model.pixel_std == IMAGENET_RGB_STD
+    assert cfg.model.input_format == "RGB"
+    assert cfg.dataloader.train.mapper.image_format == "RGB"
+    assert cfg.dataloader.test.mapper.image_format == "RGB"
+    test_resize = cfg.dataloader.test.mapper.augmentations[0]
+    assert (test_resize.short_edge_length, test_resize.max_size) == (800, 1333)
+    small = any(v in name for v in ("_b4_", "_b5_"))
+    batch = 8 if small else 16
+    assert cfg.dataloader.train.total_batch_size == batch
+    epochs = 36 if "_3x" in name else 12
+    # 7500 iterations of 16 images per COCO epoch (1x = 90k iterations)
+    assert cfg.train.max_iter == epochs * 7500 * 16 // batch
+    sched = cfg.lr_multiplier
+    assert sched.warmup_length * cfg.train.max_iter == pytest.approx(500)
+    assert sched.warmup_factor == 0.001
+    decay = [27, 33] if "_3x" in name else [8, 11]
+    ipe = 7500 * 16 // batch
+    assert list(sched.scheduler.milestones) == [e * ipe for e in decay]
+    base_lr = 2e-4 if name.startswith(("mask", "faster", "cascade")) else 1e-4
+    if "_3x" in name:
+        assert cfg.optimizer.lr == 1e-4 and cfg.optimizer.weight_decay == 0.05
+        assert cfg.optimizer.params.weight_decay_norm == 0.0
+        assert cfg.dataloader.train.mapper.recompute_boxes
+    else:
+        assert cfg.optimizer.lr == pytest.approx(base_lr / (1.4 if small else 1))
+        assert cfg.optimizer.weight_decay == 1e-4
+        train_resize = cfg.dataloader.train.mapper.augmentations[0]
+        assert (train_resize.short_edge_length, train_resize.max_size) == (800, 1333)
+
+
+@pytest.mark.parametrize("path", COCO_CONFIGS, ids=_name)
+def test_config_is_serialisable(path, tmp_path):
+    cfg = _load(path)
+    out = tmp_path / "config.yaml"
+    LazyConfig.save(cfg, str(out))
+    again = LazyConfig.load(str(out))
+    assert again.model.backbone.bottom_up.name == cfg.model.backbone.bottom_up.name
+    assert again.train.max_iter == cfg.train.max_iter
+
+
+def test_retinanet_p6_is_computed_from_c5():
+    for variant, c5 in [("b0", 256), ("b2", 512)]:
+        cfg = _load(str(REPO / f"configs/COCO/retinanet_pvt_v2_{variant}_fpn_1x.py"))
+        cfg.model.backbone.bottom_up.drop_path_rate = 0.0
+        backbone = instantiate(cfg.model.backbone)
+        assert backbone.top_block.in_feature == "res5"
+        assert backbone.top_block.p6.in_channels == c5
+        assert list(backbone.output_shape()) == ["p3", "p4", "p5", "p6", "p7"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "mask_rcnn_pvt_v2_b0_fpn_1x",
+        "retinanet_pvt_v2_b0_fpn_1x",
+        "faster_rcnn_pvt_v2_b2_fpn_1x",
+        "cascade_mask_rcnn_pvt_v2_b2_fpn_3x",
+    ],
+)
+def test_each_detector_trains_one_step_and_infers_on_cpu(config):
+    cfg = _load(str(REPO / f"configs/COCO/{config}.py"))
+    cfg.model.backbone.bottom_up.name = "pvt_v2_b0"  # detector heads are what differ here
+    num_classes = 3
+    if "retinanet" in config:
+        cfg.model.num_classes = num_classes
+    else:
+        cfg.model.roi_heads.num_classes = num_classes
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).train()
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    batch = make_batch(num_images=2, size=(128, 160), num_classes=num_classes)
+    with EventStorage():
+        losses = model(batch)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    assert ("loss_mask" in losses) == ("mask" in config)
+    optimizer.zero_grad()
+    total.backward()
+    no_grad = [n for n, p in model.backbone.named_parameters() if p.grad is None]
+    assert no_grad == []
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": batch[0]["image"], "height": 256, "width": 320}])
+    assert out["instances"].image_size == (256, 320)
+    assert out["instances"].has("pred_masks") == ("mask" in config)
+
+
+@pytest.mark.parametrize("path", YAML_CONFIGS, ids=os.path.basename)
+def test_yacs_config_builds_same_model_as_lazy_config(path):
+    cfg = get_cfg()
+    add_pvt_v2_config(cfg)
+    cfg.merge_from_file(path)
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    assert isinstance(model.backbone.bottom_up, PVTv2Backbone)
+    assert cfg.INPUT.FORMAT == "RGB" and list(cfg.MODEL.PIXEL_STD) == IMAGENET_RGB_STD
+    assert cfg.MODEL.WEIGHTS == f"timm://{cfg.MODEL.PVT.NAME}"
+    lazy = _load(str(REPO / "configs/COCO" / os.path.basename(path).replace(".yaml", ".py")))
+    lazy_model = instantiate(lazy.model)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(model) == count(lazy_model)
+    assert isinstance(build_optimizer(cfg, model), torch.optim.AdamW)
+
+    model.train()
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    with EventStorage():
+        losses = model(make_batch(num_images=1, size=(96, 128)))
+    assert torch.isfinite(sum(losses.values()))
