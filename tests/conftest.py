@@ -40,3 +40,9 @@ def make_batch(num_images=2, size=(160, 192), num_classes=3, seed=0):
         inst.gt_masks = PolygonMasks(polys)
         batch.append({"image": image, "instances": inst, "height": h, "width": w})
     return batch
+
+
+def pytest_configure(config):
+    # one thread per xdist worker: two workers x two threads on two cores thrash
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

@@ -8,10 +8,18 @@ from timm.layers import DropPath
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+from detectron2.structures import ImageList
 
 from pvt_fpn_d2 import PVT_V2_VARIANTS, PVTv2Backbone, add_pvt_v2_config, pvt_v2_out_channels
 
 STAGES = ["res2", "res3", "res4", "res5"]
+
+
+def _loss(out):
+    # a random projection: the mean of a LayerNorm output would have (almost) no gradient
+    g = torch.Generator().manual_seed(0)
+    return sum((t * torch.randn(t.shape, generator=g)).sum() for t in out.values())
 
 
 def _timm_reference(backbone: PVTv2Backbone) -> torch.nn.Module:
@@ -34,14 +42,30 @@ def test_contract_for_every_variant(name):
     assert backbone.size_divisibility == 32
     assert backbone.padding_constraints == {"size_divisibility": 32}
     assert pvt_v2_out_channels(name, "res5") == shapes["res5"].channels
+    with pytest.raises(ValueError, match="at least 32x32"):
+        backbone(torch.randn(1, 3, 24, 224))
 
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        out = backbone(x)
-    assert list(out) == STAGES
-    for f, t in out.items():
-        s = shapes[f]
-        assert t.shape == (1, s.channels, 64 // s.stride, 96 // s.stride), f
+    fpn = FPN(bottom_up=backbone, in_features=STAGES, out_channels=256, top_block=LastLevelMaxPool())
+    assert fpn.size_divisibility == 32
+    for h, w in [(224, 224), (200, 249)]:
+        x = torch.randn(1, 3, h, w)
+        # detectron2's models pad their input to size_divisibility before the FPN
+        padded = ImageList.from_tensors([x[0]], fpn.size_divisibility).tensor
+        ph, pw = padded.shape[-2:]
+        assert (ph, pw) == (-(-h // 32) * 32, -(-w // 32) * 32)
+        with torch.no_grad():
+            feats = backbone(x)
+            pyramid = fpn(padded)
+        assert list(feats) == STAGES
+        for f, t in feats.items():  # unpadded input: ceil(size / stride)
+            s = shapes[f]
+            assert t.shape == (1, s.channels, -(-h // s.stride), -(-w // s.stride)), (f, h, w)
+        assert list(pyramid) == ["p2", "p3", "p4", "p5", "p6"]
+        for p, t in pyramid.items():
+            hw = (ph // 2 ** int(p[1]), pw // 2 ** int(p[1]))
+            if p == "p6":  # LastLevelMaxPool: kernel 1, stride 2 on p5
+                hw = (-(-ph // 32 // 2), -(-pw // 32 // 2))
+            assert t.shape == (1, 256, *hw), (p, h, w)
 
 
 @pytest.mark.parametrize("name", ["pvt_v2_b0", "pvt_v2_b2_li"])
@@ -111,24 +135,28 @@ def test_drop_path_rate_reaches_the_blocks():
 def test_every_parameter_gets_a_gradient():
     backbone = PVTv2Backbone("pvt_v2_b0").train()
     out = backbone(torch.randn(2, 3, 64, 64))
-    sum(t.mean() for t in out.values()).backward()
-    no_grad = [n for n, p in backbone.named_parameters() if p.grad is None]
+    _loss(out).backward()
+    no_grad = [n for n, p in backbone.named_parameters() if p.grad is None or not p.grad.any()]
     assert no_grad == []
 
 
 @pytest.mark.parametrize("freeze_at", [1, 3])
 def test_freeze_at_freezes_stem_and_first_stages(freeze_at):
-    backbone = PVTv2Backbone("pvt_v2_b0", freeze_at=freeze_at, drop_path_rate=0.1).train()
+    # no stochastic depth: a dropped block would get no gradient by chance
+    backbone = PVTv2Backbone("pvt_v2_b0", freeze_at=freeze_at, drop_path_rate=0.0).train()
     frozen_prefixes = ["patch_embed."] + [f"stages.{i}." for i in range(freeze_at - 1)]
     for n, p in backbone.model.named_parameters():
         assert p.requires_grad != any(n.startswith(f) for f in frozen_prefixes), n
-    # frozen modules stay in eval mode (no stochastic depth) while the rest trains
+    # frozen modules stay in eval mode (no stochastic depth, dropout) while the rest trains
     assert not backbone.model.patch_embed.training
     assert backbone.model.stages[-1].training
+    before = {n: p.detach().clone() for n, p in backbone.named_parameters()}
+    optimizer = torch.optim.AdamW(backbone.parameters(), lr=0.1, weight_decay=0.1)
     out = backbone(torch.randn(1, 3, 64, 64))
-    sum(t.mean() for t in out.values()).backward()
-    assert all(p.grad is None for p in backbone.model.patch_embed.parameters())
-    assert all(p.grad is not None for p in backbone.model.stages[-1].parameters())
+    _loss(out).backward()
+    optimizer.step()
+    for n, p in backbone.named_parameters():  # frozen values unchanged, the rest updated
+        assert torch.equal(p, before[n]) == (not p.requires_grad), n
 
 
 def test_activation_checkpointing_gives_same_outputs_and_grads():
