@@ -156,7 +156,9 @@ class PVTv2Backbone(Backbone):
             for the names in ``out_features``.
         """
         if x.dim() != 4:
-            raise ValueError(f"PVTv2Backbone takes a (N, C, H, W) tensor, got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"PVTv2Backbone takes a (N, C, H, W) tensor, got shape {tuple(x.shape)}."
+            )
         h, w = x.shape[-2:]
         if not torch.jit.is_tracing() and (h < MIN_INPUT_SIZE or w < MIN_INPUT_SIZE):
             raise ValueError(
@@ -172,7 +174,9 @@ class PVTv2Backbone(Backbone):
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return {
-            f: ShapeSpec(channels=self._out_feature_channels[f], stride=self._out_feature_strides[f])
+            f: ShapeSpec(
+                channels=self._out_feature_channels[f], stride=self._out_feature_strides[f]
+            )
             for f in self._out_features
         }
 

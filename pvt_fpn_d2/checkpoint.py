@@ -9,13 +9,16 @@ Checkpoint loading for PVT-v2 detectors.
   an error, not a page of warnings;
 * fine-tuning from a checkpoint with another number of classes skips the class-specific
   layers with one summary line;
-* files are read safely (:func:`pvt_fpn_d2.weights.read_checkpoint`).
+* files are read safely (:func:`pvt_fpn_d2.weights.read_checkpoint`);
+* checkpoints and ``last_checkpoint`` are written atomically: a job killed while saving
+  leaves the previous checkpoint and a ``last_checkpoint`` that points at a complete file.
 
 Importing this module also registers ``timm://<variant>`` with detectron2's PathManager: it
 resolves to timm's ImageNet weights from the Hugging Face hub, converted to detectron2 keys, so
 plain ``DetectionCheckpointer`` (yacs ``DefaultTrainer``) can use them too.
 """
 
+import glob
 import logging
 import os
 import re
@@ -27,9 +30,10 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
 from .backbone import PVTv2Backbone
-from .utils import atomic_torch_save
+from .utils import atomic_torch_save, atomic_write_text
 from .weights import (
     TIMM_HUB_PREFIX,
+    check_pickle_is_safe,
     detect_format,
     extract_state_dict,
     fetch_timm_hub_weights,
@@ -73,7 +77,7 @@ class TimmHubHandler(PathHandler):
         return [self.PREFIX]
 
     def _get_local_path(self, path: str, **kwargs: Any) -> str:
-        name = path[len(self.PREFIX):]
+        name = path[len(self.PREFIX) :]
         dst = os.path.join(get_cache_dir(), "pvt_fpn_d2", f"{name}_timm_in1k_d2.pth")
         if not os.path.isfile(dst):
             src = fetch_timm_hub_weights(name)
@@ -97,6 +101,43 @@ def _shape(v) -> tuple:
 class PVTCheckpointer(DetectionCheckpointer):
     """See the module docstring. Use it wherever ``DetectionCheckpointer`` is used."""
 
+    # snapshots that ``--resume`` must not continue from: detectron2's BestCheckpointer saves
+    # model_best.pth, which may be older than the newest checkpoint
+    UNTAGGED_NAMES = ("model_best",)
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        if not self._is_local(self.save_dir):  # remote storage: fvcore's own writer
+            return super().save(name, **kwargs)
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        atomic_torch_save(data, path)
+        if name not in self.UNTAGGED_NAMES:
+            self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if not self._is_local(self.save_dir):
+            return super().tag_last_checkpoint(last_filename_basename)
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+    @staticmethod
+    def _is_local(path: str) -> bool:
+        return "://" not in path
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        if resume and self.save_dir and self._is_local(self.save_dir):
+            # temporary files of a save that was killed half-way; the checkpoints are intact
+            for f in glob.glob(os.path.join(self.save_dir, ".*.tmp")):
+                self.logger.info(f"Removing {f}, left by an interrupted save")
+                os.unlink(f)
+        return super().resume_or_load(path, resume=resume)
+
     def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
         self._loading = path
         return super().load(path, *args, **kwargs)
@@ -109,6 +150,7 @@ class PVTCheckpointer(DetectionCheckpointer):
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if filename.endswith(".pkl"):  # Detectron / detectron2 model-zoo pickles
+            check_pickle_is_safe(filename)  # numpy arrays only, or an explicit opt-in
             return super()._load_file(filename)
         obj = read_checkpoint(filename)
         sd = extract_state_dict(obj)
@@ -119,7 +161,10 @@ class PVTCheckpointer(DetectionCheckpointer):
         prefix = self._backbone_prefix()
         if fmt in ("official", "timm", "hf") and prefix is not None:
             logger.info(f"{filename}: PVT-v2 ImageNet weights ({fmt} format)")
-            return {"model": to_detectron2_state_dict(sd, prefix=prefix), "matching_heuristics": False}
+            return {
+                "model": to_detectron2_state_dict(sd, prefix=prefix),
+                "matching_heuristics": False,
+            }
         if isinstance(obj, dict) and "model" in obj:
             return obj
         return {"model": sd}
@@ -155,9 +200,7 @@ class PVTCheckpointer(DetectionCheckpointer):
         )
         logger.info(summary)
         if missing:
-            name = next(
-                m.name for m in self.model.modules() if isinstance(m, PVTv2Backbone)
-            )
+            name = next(m.name for m in self.model.modules() if isinstance(m, PVTv2Backbone))
             raise ValueError(
                 f"{summary}. Every backbone parameter must be loaded, e.g. {missing[0]} is "
                 f"{'of another shape' if wrong else 'missing'}. The checkpoint was made for "

@@ -1,12 +1,19 @@
 """yacs config keys for PVT-v2 (for users of detectron2's ``get_cfg()`` / ``DefaultTrainer``)."""
 
+import difflib
+import inspect
+from typing import List
+
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import LazyConfig
+from detectron2.utils.registry import locate
 from detectron2.solver import build_optimizer as d2_build_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
-__all__ = ["add_pvt_v2_config", "build_optimizer"]
+__all__ = ["add_pvt_v2_config", "build_optimizer", "apply_overrides"]
 
 
 def add_pvt_v2_config(cfg: CN) -> CN:
@@ -43,7 +50,9 @@ def build_optimizer(cfg: CN, model: torch.nn.Module) -> torch.optim.Optimizer:
     if cfg.SOLVER.OPTIMIZER == "SGD":
         return d2_build_optimizer(cfg, model)
     if cfg.SOLVER.OPTIMIZER != "AdamW":
-        raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {cfg.SOLVER.OPTIMIZER!r}.")
+        raise ValueError(
+            f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {cfg.SOLVER.OPTIMIZER!r}."
+        )
     params = get_default_optimizer_params(
         model,
         base_lr=cfg.SOLVER.BASE_LR,
@@ -55,3 +64,66 @@ def build_optimizer(cfg: CN, model: torch.nn.Module) -> torch.optim.Optimizer:
     return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
         params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
     )
+
+
+_MISSING = object()
+
+
+def _all_keys(node, prefix: str = "") -> List[str]:
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return []
+    keys = []
+    for k, child in items:
+        key = f"{prefix}{k}"
+        keys += [key] + _all_keys(child, key + ".")
+    return keys
+
+
+def _is_argument_of_lazy_call(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` names an argument of the LazyCall it belongs to (one the config omits)."""
+    parent_key, _, arg = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    target = parent.get("_target_") if isinstance(parent, DictConfig) else None
+    if isinstance(target, str):
+        try:
+            target = locate(target)
+        except Exception:
+            return False
+    if not callable(target):
+        return False
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return arg in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def apply_overrides(cfg: DictConfig, overrides: List[str]) -> DictConfig:
+    """
+    detectron2's ``LazyConfig.apply_overrides``, but a key that is neither in the config nor an
+    argument of the object (LazyCall) it belongs to is an error, with the closest existing keys,
+    instead of silently creating a new one. Prefix a key with ``+`` to add it on purpose
+    (``+train.my_key=1``).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.key_or_group
+        exists = (
+            OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False) is not _MISSING
+        )
+        if not (o.is_add() or exists or _is_argument_of_lazy_call(cfg, key)):
+            keys = _all_keys(OmegaConf.to_container(cfg, resolve=False))
+            close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+            raise KeyError(
+                f"Override {o.input_line!r}: the config has no key {key!r}."
+                + (f" Did you mean {' or '.join(close)}?" if close else "")
+                + f" To add a new key on purpose, write +{o.input_line}."
+            )
+        plain.append(o.input_line.lstrip("+"))
+    return LazyConfig.apply_overrides(cfg, plain)

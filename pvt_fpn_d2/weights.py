@@ -28,6 +28,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "WeightsSummary",
     "read_checkpoint",
+    "check_pickle_is_safe",
     "extract_state_dict",
     "detect_format",
     "to_timm_state_dict",
@@ -72,7 +73,9 @@ def read_checkpoint(path: str, trust_pickle: Optional[bool] = None) -> Any:
         head = f.read(9)
     # safetensors: 8-byte little-endian header size, then a JSON header
     looks_safetensors = (
-        len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < p.stat().st_size
+        len(head) == 9
+        and head[8:9] == b"{"
+        and int.from_bytes(head[:8], "little") < p.stat().st_size
     )
     if p.suffix == ".safetensors" or looks_safetensors:
         from safetensors.torch import load_file
@@ -90,6 +93,43 @@ def read_checkpoint(path: str, trust_pickle: Optional[bool] = None) -> Any:
             ) from None
         logger.warning(f"Loading {path} with full unpickling ({TRUST_PICKLE_ENV}=1).")
         return torch.load(p, map_location="cpu", weights_only=False)
+
+
+# What Detectron / detectron2 model-zoo pickles (numpy arrays in dicts) need, and no more.
+_SAFE_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+
+
+def check_pickle_is_safe(path: str, trust_pickle: Optional[bool] = None) -> None:
+    """
+    Refuse a ``.pkl`` checkpoint that holds anything but numpy arrays in plain containers
+    (what Detectron/detectron2 model-zoo pickles contain), unless trusted explicitly.
+    """
+    if _trust_pickle(trust_pickle):
+        return
+    try:
+        with open(path, "rb") as f:
+            _NumpyOnlyUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"Refusing to load {path}: it is a pickle with objects other than numpy arrays "
+            f"({e}), and unpickling them could run code from the file. If you trust its "
+            f"source, set {TRUST_PICKLE_ENV}=1."
+        ) from None
 
 
 def extract_state_dict(obj: Any) -> Dict[str, torch.Tensor]:
@@ -127,7 +167,10 @@ def detect_format(sd: Dict[str, torch.Tensor]) -> str:
 _HF_RENAMES = (
     # (HF pattern after "encoder.", official replacement)
     (r"^layers\.(\d+)\.patch_embedding\.proj\.", lambda m: f"patch_embed{int(m[1]) + 1}.proj."),
-    (r"^layers\.(\d+)\.patch_embedding\.layer_norm\.", lambda m: f"patch_embed{int(m[1]) + 1}.norm."),
+    (
+        r"^layers\.(\d+)\.patch_embedding\.layer_norm\.",
+        lambda m: f"patch_embed{int(m[1]) + 1}.norm.",
+    ),
     (r"^layers\.(\d+)\.layer_norm\.", lambda m: f"norm{int(m[1]) + 1}."),
     (r"^layers\.(\d+)\.blocks\.(\d+)\.", lambda m: f"block{int(m[1]) + 1}.{m[2]}."),
 )
@@ -147,7 +190,7 @@ def _hf_to_official(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     out, kv = {}, {}
     for k, v in sd.items():
         if k.startswith("classifier."):
-            out["head." + k[len("classifier."):]] = v
+            out["head." + k[len("classifier.") :]] = v
             continue
         k = re.sub(r"^(.*\.)?encoder\.", "", k)
         for pattern, repl in _HF_RENAMES:
@@ -181,7 +224,11 @@ def to_timm_state_dict(sd: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Ten
     elif fmt == "timm":
         sd = {re.sub(r"^stages_(\d+)\.", r"stages.\1.", k): v for k, v in sd.items()}
     else:
-        sd = {k[len(D2_BACKBONE_PREFIX):]: v for k, v in sd.items() if k.startswith(D2_BACKBONE_PREFIX)}
+        sd = {
+            k[len(D2_BACKBONE_PREFIX) :]: v
+            for k, v in sd.items()
+            if k.startswith(D2_BACKBONE_PREFIX)
+        }
     return sd, fmt
 
 
@@ -271,7 +318,7 @@ def load_pvt_v2_weights(backbone, path: str, trust_pickle: Optional[bool] = None
     """
     local = path
     if path.startswith(TIMM_HUB_PREFIX):
-        local = fetch_timm_hub_weights(path[len(TIMM_HUB_PREFIX):])
+        local = fetch_timm_hub_weights(path[len(TIMM_HUB_PREFIX) :])
     sd, fmt = to_timm_state_dict(extract_state_dict(read_checkpoint(local, trust_pickle)))
     own = backbone.model.state_dict()
     summary = WeightsSummary(source=path, format=fmt)
@@ -292,8 +339,6 @@ def load_pvt_v2_weights(backbone, path: str, trust_pickle: Optional[bool] = None
             if found and found != backbone.name
             else ""
         )
-        raise ValueError(
-            f"{summary}. Every backbone parameter must be loaded.{hint}"
-        )
+        raise ValueError(f"{summary}. Every backbone parameter must be loaded.{hint}")
     backbone.model.load_state_dict({k: sd[k] for k in summary.matched}, strict=True)
     return summary

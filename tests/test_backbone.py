@@ -45,7 +45,9 @@ def test_contract_for_every_variant(name):
     with pytest.raises(ValueError, match="at least 32x32"):
         backbone(torch.randn(1, 3, 24, 224))
 
-    fpn = FPN(bottom_up=backbone, in_features=STAGES, out_channels=256, top_block=LastLevelMaxPool())
+    fpn = FPN(
+        bottom_up=backbone, in_features=STAGES, out_channels=256, top_block=LastLevelMaxPool()
+    )
     assert fpn.size_divisibility == 32
     for h, w in [(224, 224), (200, 249)]:
         x = torch.randn(1, 3, h, w)
@@ -103,7 +105,9 @@ def test_minimum_input_of_32_px_works():
 
 
 def test_unknown_variant_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown PVT-v2 variant 'pvt_v2_b9'.*pvt_v2_b0.*pvt_v2_b5"):
+    with pytest.raises(
+        ValueError, match=r"Unknown PVT-v2 variant 'pvt_v2_b9'.*pvt_v2_b0.*pvt_v2_b5"
+    ):
         PVTv2Backbone("pvt_v2_b9")
 
 
@@ -129,7 +133,9 @@ def test_drop_path_rate_reaches_the_blocks():
     backbone = PVTv2Backbone("pvt_v2_b2", drop_path_rate=0.1)
     rates = [m.drop_prob for m in backbone.modules() if isinstance(m, DropPath)]
     assert len(rates) > 0 and max(rates) == pytest.approx(0.1)
-    assert not any(isinstance(m, DropPath) for m in PVTv2Backbone("pvt_v2_b0", drop_path_rate=0).modules())
+    assert not any(
+        isinstance(m, DropPath) for m in PVTv2Backbone("pvt_v2_b0", drop_path_rate=0).modules()
+    )
 
 
 def test_every_parameter_gets_a_gradient():
@@ -189,14 +195,15 @@ def test_traced_equals_eager():
 
 
 def test_inside_detectron2_fpn():
-    fpn = FPN(
-        bottom_up=PVTv2Backbone("pvt_v2_b0"), in_features=STAGES, out_channels=64
-    ).eval()
+    fpn = FPN(bottom_up=PVTv2Backbone("pvt_v2_b0"), in_features=STAGES, out_channels=64).eval()
     assert fpn.size_divisibility == 32
     with torch.no_grad():
         out = fpn(torch.randn(1, 3, 96, 64))
     assert [tuple(t.shape) for t in out.values()] == [
-        (1, 64, 24, 16), (1, 64, 12, 8), (1, 64, 6, 4), (1, 64, 3, 2)
+        (1, 64, 24, 16),
+        (1, 64, 12, 8),
+        (1, 64, 6, 4),
+        (1, 64, 3, 2),
     ]
 
 

@@ -44,16 +44,12 @@ def test_r50_fpn_mask_rcnn_trains_one_step_and_infers_on_cpu():
     gt = Instances((120, 150))
     gt.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 70.0, 90.0], [60.0, 20.0, 140.0, 100.0]]))
     gt.gt_classes = torch.tensor([0, 2])
-    gt.gt_masks = PolygonMasks(
-        [[[10, 12, 70, 12, 70, 90, 10, 90]], [[60, 20, 140, 20, 100, 100]]]
-    )
+    gt.gt_masks = PolygonMasks([[[10, 12, 70, 12, 70, 90, 10, 90]], [[60, 20, 140, 20, 100, 100]]])
     model.train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     with EventStorage():
         losses = model([{"image": image, "instances": gt}])
-    assert set(losses) == {
-        "loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"
-    }
+    assert set(losses) == {"loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"}
     total = sum(losses.values())
     assert torch.isfinite(total)
     optimizer.zero_grad()
@@ -84,8 +80,9 @@ def test_missing_cpp_op_raises_documented_error():
     from detectron2.layers.rotated_boxes import pairwise_iou_rotated
 
     boxes = torch.tensor([[10.0, 10.0, 4.0, 4.0, 0.0]])
-    with pytest.raises(RuntimeError, match=r"C\+\+ op 'box_iou_rotated' is not available.*"
-                       r"rotated boxes"):
+    with pytest.raises(
+        RuntimeError, match=r"C\+\+ op 'box_iou_rotated' is not available.*" r"rotated boxes"
+    ):
         pairwise_iou_rotated(boxes, boxes)
 
 
@@ -169,7 +166,8 @@ def test_installer_refuses_to_patch_twice(tmp_path):
 def test_installer_check_detects_this_detectron2():
     r = subprocess.run(
         [sys.executable, str(REPO / "tools/install_detectron2.py"), "--check"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "detectron2: " in r.stdout and "not installed" not in r.stdout
@@ -181,7 +179,8 @@ def test_installer_check_fails_without_detectron2(tmp_path):
     empty = tmp_path / "bin" / "python"
     r = subprocess.run(
         [sys.executable, str(REPO / "tools/install_detectron2.py"), "--check", "--python", empty],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1
     assert "not installed or not working" in r.stdout

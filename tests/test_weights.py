@@ -48,7 +48,7 @@ def _write(fmt: str, sd, path):
         save_file(official_to_hf(timm_to_official(sd)), str(path))
     elif fmt == "hf_wrapped":  # a PvtV2Model (no classifier, no "pvt_v2." prefix) in a dict
         hf = official_to_hf(timm_to_official(sd))
-        hf = {k[len("pvt_v2."):]: v for k, v in hf.items() if k.startswith("pvt_v2.")}
+        hf = {k[len("pvt_v2.") :]: v for k, v in hf.items() if k.startswith("pvt_v2.")}
         torch.save({"state_dict": hf}, path)
     return path
 
@@ -136,7 +136,8 @@ def test_converter_output_loads_with_plain_detectron2_checkpointer(tmp_path, fmt
     if fmt == "official":  # the command line, once
         r = subprocess.run(
             [sys.executable, str(REPO / "tools/convert_pvt_v2_weights.py"), str(raw), str(out)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         assert r.returncode == 0, r.stderr
         assert "pvt_v2_b0, official format" in r.stdout
@@ -184,7 +185,9 @@ def test_checkpointer_takes_original_files_as_init_checkpoint(tmp_path, fmt, cap
     assert f"{n} matched, 0 missing, 0 unexpected, 0 shape mismatches" in caplog.text
     torch.testing.assert_close(
         model.backbone.bottom_up.model.stages[2].blocks[1].attn.kv.weight,
-        src.stages[2].blocks[1].attn.kv.weight, rtol=0, atol=0,
+        src.stages[2].blocks[1].attn.kv.weight,
+        rtol=0,
+        atol=0,
     )
 
 
@@ -192,7 +195,9 @@ def test_checkpointer_refuses_a_checkpoint_of_another_architecture(tmp_path):
     r50 = instantiate(get_config("common/models/mask_rcnn_fpn.py").model)
     path = tmp_path / "r50.pth"
     torch.save({"model": r50.state_dict()}, path)
-    with pytest.raises(ValueError, match=r"another architecture or variant than this model \(pvt_v2_b0\)"):
+    with pytest.raises(
+        ValueError, match=r"another architecture or variant than this model \(pvt_v2_b0\)"
+    ):
         PVTCheckpointer(_mask_rcnn()).load(str(path))
 
 
@@ -222,6 +227,10 @@ def test_timm_url_in_init_checkpoint_gives_the_same_error(tmp_path, monkeypatch)
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_detect_format(tmp_path, fmt):
     path = _write(fmt, _source().state_dict(), tmp_path / "w")
-    expected = {"timm_pth": "timm", "timm_safetensors": "timm", "timm_features_only": "timm",
-                "hf_wrapped": "hf"}.get(fmt, fmt)
+    expected = {
+        "timm_pth": "timm",
+        "timm_safetensors": "timm",
+        "timm_features_only": "timm",
+        "hf_wrapped": "hf",
+    }.get(fmt, fmt)
     assert detect_format(_converter_sd(path)) == expected

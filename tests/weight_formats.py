@@ -61,7 +61,7 @@ def official_to_hf(sd: Tensors) -> Tensors:
             ("mlp.fc2.", "mlp.dense2."),
         ]:
             if rest.startswith(a):
-                rest = b + rest[len(a):]
+                rest = b + rest[len(a) :]
                 break
         out[prefix + rest] = v
     return out

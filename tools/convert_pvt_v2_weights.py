@@ -25,7 +25,9 @@ from pvt_fpn_d2.weights import (
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("input", help="PVT-v2 ImageNet checkpoint (.pth / .safetensors / .bin)")
     parser.add_argument("output", help="detectron2 checkpoint to write (.pth)")
     parser.add_argument(

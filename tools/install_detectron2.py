@@ -246,7 +246,9 @@ def apply_patches(root: Path, patches: Sequence = PATCHES) -> None:
         if NUMPY_ALIAS.search(line) and not line.lstrip().startswith("#")
     ]
     if left:
-        raise PatchError("fix for problem 6: removed NumPy aliases still used at " + ", ".join(left))
+        raise PatchError(
+            "fix for problem 6: removed NumPy aliases still used at " + ", ".join(left)
+        )
 
 
 def check_detectron2(python: str = sys.executable) -> Optional[str]:
@@ -288,7 +290,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check for a working detectron2")
     parser.add_argument("--force", action="store_true", help="install even if one works")
     parser.add_argument(
-        "--python", default=sys.executable, help="with --check: the interpreter to check (default: this one)"
+        "--python",
+        default=sys.executable,
+        help="with --check: the interpreter to check (default: this one)",
     )
     parser.add_argument("--sdist", type=Path, help=f"a local copy of {SDIST_NAME}")
     parser.add_argument(
