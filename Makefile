@@ -6,7 +6,7 @@ SETUP_INPUTS := setup.py tools/constraints.txt tools/install_detectron2.py tools
 # pytest-xdist workers; CI machines have 2 cores
 TEST_WORKERS ?= 2
 
-.PHONY: setup test lint clean
+.PHONY: setup test demo clean
 
 setup: $(STAMP)
 
@@ -20,5 +20,11 @@ SETUP_DEP := $(if $(filter $(VENV)/bin/python,$(PY)),setup,)
 test: $(SETUP_DEP)
 	$(PY) -m pytest -n $(TEST_WORKERS) tests
 
+# the main job: synthetic data, CPU training of PVT-v2-b0 Mask R-CNN, evaluation, pictures
+demo: $(SETUP_DEP)
+	PY=$(PY) bash tools/demo.sh
+
+# caches only: outputs (checkpoints) and datasets are never deleted by make
 clean:
-	rm -rf output .pytest_cache
+	rm -rf .pytest_cache
+	find . -name __pycache__ -not -path "./.venv/*" -prune -exec rm -rf {} +

@@ -1,9 +1,13 @@
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from detectron2.config import LazyConfig
 from detectron2.structures import Boxes, Instances, PolygonMasks
 
 # Nothing in the tests may download: make the Hugging Face hub fail fast instead.
@@ -19,6 +23,69 @@ def fruits_nuts() -> Path:
     if not (SHARED_DATASET / "annotations.json").is_file():
         pytest.skip(f"real dataset not found at {SHARED_DATASET}")
     return SHARED_DATASET
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A tiny synthetic COCO dataset: 8 train / 3 val images of 96 px."""
+    from pvt_fpn_d2.data import generate_synthetic_coco
+
+    root = tmp_path_factory.mktemp("synthetic")
+    return generate_synthetic_coco(str(root), num_train=8, num_val=3, image_size=96, semantic=False)
+
+
+def tiny_config(tmp_path, dataset, **train):
+    """The fine-tuning config pointed at a dataset, shrunk to run in seconds on a CPU; saved
+    as ``tmp_path/config.yaml`` for ``train_net.py --config-file``."""
+    cfg = LazyConfig.load(str(REPO / "configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py"))
+    cfg.dataset.update(
+        train_json=dataset["train"]["json_file"],
+        train_images=dataset["train"]["image_root"],
+        val_json=dataset["val"]["json_file"],
+        val_images=dataset["val"]["image_root"],
+    )
+    for split in ("train", "test"):
+        resize = cfg.dataloader[split].mapper.augmentations[0]
+        resize.short_edge_length, resize.max_size = 96, 128
+        cfg.dataloader[split].num_workers = 0
+    cfg.dataloader.train.total_batch_size = 2
+    cfg.model.proposal_generator.post_nms_topk = (200, 50)
+    cfg.model.roi_heads.batch_size_per_image = 32
+    cfg.train.update(
+        init_checkpoint="",
+        output_dir=str(tmp_path / "out"),
+        max_iter=4,
+        eval_period=4,
+        log_period=1,
+        device="cpu",
+        seed=0,
+    )
+    cfg.train.checkpointer.period = 2
+    cfg.train.update(train)
+    path = tmp_path / "config.yaml"
+    LazyConfig.save(cfg, str(path))
+    return path
+
+
+def run_train_net(*args, timeout=600, check=True):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    r = subprocess.run(
+        [sys.executable, str(REPO / "train_net.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
+    if check:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    return r
+
+
+def metrics(out_dir):
+    """The rows of detectron2's metrics.json."""
+    with open(os.path.join(out_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f]
 
 
 def make_batch(num_images=2, size=(160, 192), num_classes=3, seed=0):

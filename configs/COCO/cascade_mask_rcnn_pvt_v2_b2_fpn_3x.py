@@ -20,6 +20,9 @@ model.roi_heads.update(
     box_predictors=cascade.box_predictors,
     proposal_matchers=cascade.proposal_matchers,
 )
+# the last stage's predictor decides the detections kept per image
+model.roi_heads.box_predictors[-1].test_topk_per_image = 100
+dataloader.evaluator.max_dets_per_image = "${model.roi_heads.box_predictors[2].test_topk_per_image}"
 
 # DETR-style multi-scale + crop (as Swin/MViTv2): with p=0.5 resize to 400-600 and crop
 # 384-600, then resize the short side to 480-800 (step 32), max 1333; flip.

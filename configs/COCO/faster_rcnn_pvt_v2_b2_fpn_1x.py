@@ -4,3 +4,4 @@ from .mask_rcnn_pvt_v2_b2_fpn_1x import dataloader, lr_multiplier, model, optimi
 model.roi_heads.update(mask_in_features=None, mask_pooler=None, mask_head=None)
 dataloader.train.mapper.use_instance_mask = False
 dataloader.evaluator.tasks = ("bbox",)
+train.best_checkpoint.metric = "bbox/AP"

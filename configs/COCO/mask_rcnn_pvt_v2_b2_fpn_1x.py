@@ -11,3 +11,7 @@ model.backbone.bottom_up.name = "pvt_v2_b2"
 dataloader.train.total_batch_size = 16
 train.max_iter = max_iter_1x
 optimizer.lr = 2e-4
+
+# detections kept per image (COCO: 100); the evaluator counts as many
+model.roi_heads.box_predictor.test_topk_per_image = 100
+dataloader.evaluator.max_dets_per_image = "${model.roi_heads.box_predictor.test_topk_per_image}"

@@ -10,6 +10,11 @@ from ..common.train import train
 model.backbone.bottom_up.name = "pvt_v2_b2"
 dataloader.train.mapper.use_instance_mask = False
 dataloader.evaluator.tasks = ("bbox",)
+train.best_checkpoint.metric = "bbox/AP"
 dataloader.train.total_batch_size = 16
 train.max_iter = max_iter_1x
 optimizer.lr = 1e-4
+
+# detections kept per image (COCO: 100); the evaluator counts as many
+model.max_detections_per_image = 100
+dataloader.evaluator.max_dets_per_image = "${model.max_detections_per_image}"

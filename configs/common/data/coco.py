@@ -4,6 +4,9 @@ import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config
 
+from pvt_fpn_d2.data import DatasetMapper
+from pvt_fpn_d2.evaluation import COCOEvaluator
+
 dataloader = get_config("common/data/coco.py").dataloader
 
 dataloader.train.mapper.augmentations = [
@@ -11,3 +14,11 @@ dataloader.train.mapper.augmentations = [
     L(T.RandomFlip)(horizontal=True),
 ]
 dataloader.train.mapper.image_format = "RGB"  # the test mapper follows by interpolation
+# detectron2's DatasetMapper, hardened for real data (unreadable images are skipped in
+# training with a warning, 16-bit / grayscale / RGBA images converted, bad RLE masks dropped)
+dataloader.train.mapper._target_ = DatasetMapper
+dataloader.test.mapper._target_ = DatasetMapper
+
+# detectron2's COCOEvaluator computing the metrics with faster-coco-eval (same AP as
+# pycocotools, no compiled detectron2 needed)
+dataloader.evaluator._target_ = COCOEvaluator

@@ -1,0 +1,174 @@
+"""Training loop pieces used by ``train_net.py``."""
+
+import logging
+import time
+from typing import Dict, Optional
+
+import torch
+
+from detectron2.config import instantiate
+from detectron2.data import MetadataCatalog
+from detectron2.engine import SimpleTrainer
+from detectron2.utils import comm
+
+__all__ = ["Trainer", "NonFiniteLossError", "resolve_device", "check_classes"]
+
+logger = logging.getLogger(__name__)
+
+_AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite."""
+
+
+def resolve_device(device: str) -> str:
+    """``train.device``, falling back to the CPU (with a warning) when CUDA is unavailable."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning(f"train.device={device!r} but CUDA is not available: using the CPU.")
+        return "cpu"
+    return device
+
+
+def _model_num_classes(model: torch.nn.Module):
+    """(number of classes, the config key that sets it) of a detectron2 model, if known."""
+    model = getattr(model, "module", model)
+    if hasattr(model, "roi_heads"):
+        return model.roi_heads.num_classes, "model.roi_heads.num_classes"
+    if hasattr(model, "sem_seg_head"):
+        return getattr(model.sem_seg_head, "num_classes", None), "model.sem_seg_head.num_classes"
+    return getattr(model, "num_classes", None), "model.num_classes"
+
+
+def _dataset_classes(names_cfg):
+    names = instantiate(names_cfg)  # registers a dataset given by a LazyCall
+    names = [names] if isinstance(names, str) else list(names)
+    meta = MetadataCatalog.get(names[0])
+    classes = meta.get("thing_classes", None) or meta.get("stuff_classes", None)
+    return names[0], classes
+
+
+def check_classes(cfg, model: torch.nn.Module, splits=("train", "test")) -> None:
+    """
+    Stop before training or evaluation if the model's number of classes differs from the
+    dataset's, or the test dataset's classes differ from the training dataset's.
+    """
+    num, key = _model_num_classes(model)
+    found = []
+    for split in splits:
+        if split in cfg.dataloader and "dataset" in cfg.dataloader[split]:
+            found.append(_dataset_classes(cfg.dataloader[split].dataset.names))
+    for name, classes in found:
+        if classes is not None and num is not None and len(classes) != num:
+            raise ValueError(
+                f"The model has {num} classes ({key}) but dataset {name!r} has {len(classes)}: "
+                f"{list(classes)}. Set {key}={len(classes)}, or let the config read it from "
+                "the dataset as configs/finetune does."
+            )
+    if len(found) == 2 and None not in (found[0][1], found[1][1]):
+        (train, a), (test, b) = found
+        if list(a) != list(b):
+            raise ValueError(
+                f"The training dataset {train!r} has classes {list(a)} but the test dataset "
+                f"{test!r} has {list(b)}: both need the same categories."
+            )
+
+
+class Trainer(SimpleTrainer):
+    """
+    detectron2's ``SimpleTrainer`` with mixed precision in fp16 or bf16, gradient clipping that
+    is correct under AMP (gradients are unscaled first), and a clear stop on a non-finite loss
+    (all processes stop together, before the optimizer touches the weights).
+
+    The AMP grad scaler is part of the trainer's state, so it is saved in checkpoints and
+    restored by ``--resume``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data_loader,
+        optimizer: torch.optim.Optimizer,
+        *,
+        amp: Optional[str] = None,
+        clip_grad_norm: float = 0.0,
+        device_type: str = "cuda",
+    ):
+        """
+        Args:
+            amp: None (fp32), "fp16" or "bf16".
+            clip_grad_norm: clip the global L2 norm of the gradients to this value (0: off).
+            device_type: "cuda" or "cpu", for autocast and the grad scaler.
+        """
+        super().__init__(model, data_loader, optimizer)
+        if amp is not None and amp not in _AMP_DTYPES:
+            raise ValueError(f"train.amp.precision must be 'fp16' or 'bf16', got {amp!r}.")
+        if amp == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("This GPU does not support bf16: use train.amp.precision=fp16.")
+        self.amp_dtype = _AMP_DTYPES.get(amp) if amp else None
+        self.device_type = device_type
+        self.clip_grad_norm = clip_grad_norm
+        # loss scaling only matters for fp16 (bf16 has fp32's range)
+        self.grad_scaler = torch.amp.GradScaler(
+            device_type, enabled=self.amp_dtype == torch.float16
+        )
+
+    def run_step(self) -> None:
+        assert self.model.training, "[Trainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+
+        try:
+            with torch.autocast(
+                self.device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+            ):
+                loss_dict = self.model(data)
+        except FloatingPointError as e:  # detectron2's RPN stops on non-finite boxes/scores
+            raise NonFiniteLossError(self._non_finite_message(str(e))) from e
+        if isinstance(loss_dict, torch.Tensor):
+            loss_dict = {"total_loss": loss_dict}
+        losses = sum(loss_dict.values())
+        self._check_finite(loss_dict)
+
+        self.optimizer.zero_grad()
+        self.grad_scaler.scale(losses).backward()
+        self._write_metrics(loss_dict, data_time)
+        if self.clip_grad_norm > 0:
+            self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+
+    def _check_finite(self, loss_dict: Dict[str, torch.Tensor]) -> None:
+        bad = {k: float(v.detach()) for k, v in loss_dict.items() if not torch.isfinite(v).all()}
+        # every process must stop at the same step, or the others wait forever in DDP
+        if comm.get_world_size() > 1:
+            flag = torch.tensor([float(bool(bad))], device=next(iter(loss_dict.values())).device)
+            torch.distributed.all_reduce(flag)
+            stop = flag.item() > 0
+        else:
+            stop = bool(bad)
+        if stop:
+            what = ", ".join(f"{k}={v}" for k, v in bad.items()) or "on another process"
+            raise NonFiniteLossError(self._non_finite_message(what))
+
+    def _non_finite_message(self, what: str) -> str:
+        hint = "lower the learning rate (optimizer.lr) or enable train.clip_grad"
+        if self.amp_dtype == torch.float16:
+            hint += ", or train with train.amp.precision=bf16 or train.amp.enabled=False"
+        return (
+            f"Non-finite loss at iteration {self.iter}: {what.rstrip('.')}. Training stopped before the "
+            f"weights were updated; the last saved checkpoint is intact. Try: {hint}."
+        )
+
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["grad_scaler"] = self.grad_scaler.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "grad_scaler" in state_dict:
+            self.grad_scaler.load_state_dict(state_dict["grad_scaler"])

@@ -1,0 +1,215 @@
+"""Prediction on image files with a LazyConfig and a checkpoint (used by tools/predict.py)."""
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from PIL import Image
+
+from detectron2.config import instantiate
+from detectron2.data import MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.data.detection_utils import convert_image_to_rgb, read_image
+from detectron2.structures import BoxMode, Instances
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+from .checkpoint import PVTCheckpointer
+from .engine import resolve_device
+
+__all__ = ["Predictor", "find_images", "predictions_to_coco"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def find_images(inputs: Iterable[str]) -> List[Path]:
+    """Image files among ``inputs`` (files, or folders searched recursively), sorted."""
+    found = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"Input {item!r} is neither an image file nor a folder.")
+    if not found:
+        raise FileNotFoundError(
+            f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {list(inputs)}."
+        )
+    return found
+
+
+class Predictor:
+    """
+    A detector built from a LazyConfig, with the checkpoint loaded, that preprocesses images
+    exactly like the config's test data loader (format and resize).
+    """
+
+    def __init__(self, cfg, checkpoint: str):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)
+        self.model = instantiate(cfg.model).to(self.device).eval()
+        PVTCheckpointer(self.model).load(checkpoint)
+        mapper = instantiate(cfg.dataloader.test.mapper)
+        self.augmentations = mapper.augmentations  # a T.AugmentationList
+        self.image_format = mapper.image_format
+        # registering the test dataset (if the config does it) gives the class names
+        self.metadata = MetadataCatalog.get(instantiate(cfg.dataloader.test.dataset.names))
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray) -> Dict:
+        """
+        Args:
+            image: (H, W, C) array in the config's input format (see ``read``).
+
+        Returns:
+            The model's outputs on the CPU, in the coordinates of ``image``: ``"instances"``
+            (detectors) and/or ``"sem_seg"`` (semantic segmentation: (K, H, W) scores).
+        """
+        h, w = image.shape[:2]
+        aug = T.AugInput(image)
+        self.augmentations(aug)
+        tensor = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
+        (out,) = self.model([{"image": tensor.to(self.device), "height": h, "width": w}])
+        return {k: v.to("cpu") for k, v in out.items() if k in ("instances", "sem_seg")}
+
+    def __call__(self, image: np.ndarray) -> Instances:
+        """The detected Instances of ``image`` (see :meth:`predict`)."""
+        out = self.predict(image)
+        if "instances" not in out:
+            raise TypeError(
+                f"{type(self.model).__name__} predicts {sorted(out)}, not instances; "
+                f"use Predictor.predict()."
+            )
+        return out["instances"]
+
+    def read(self, path: str) -> np.ndarray:
+        """Read an image file in the model's input format (EXIF orientation applied)."""
+        return read_image(str(path), format=self.image_format)
+
+    def draw(self, image: np.ndarray, instances: Instances) -> np.ndarray:
+        """Masks, boxes, class names and scores drawn on the image (RGB uint8)."""
+        rgb = convert_image_to_rgb(image, self.image_format)
+        vis = Visualizer(rgb, self.metadata, instance_mode=ColorMode.IMAGE)
+        return vis.draw_instance_predictions(instances).get_image()
+
+    def draw_sem_seg(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """A (H, W) label map drawn on the image with the class names (RGB uint8)."""
+        rgb = convert_image_to_rgb(image, self.image_format)
+        vis = Visualizer(rgb, self.metadata, instance_mode=ColorMode.IMAGE)
+        return vis.draw_sem_seg(labels, alpha=0.5).get_image()
+
+
+def predictions_to_coco(results: List[Dict], metadata, image_files: List[str]) -> Dict:
+    """
+    All predictions as a COCO-format dataset (``images``, ``categories``, ``annotations`` with
+    a ``score``): pycocotools' ``COCO()`` loads it, and it can serve as pseudo-labels.
+
+    Args:
+        results: per image, {"height", "width", "instances": Instances}.
+    """
+    names = metadata.get("thing_classes", None)
+    id_map = metadata.get("thing_dataset_id_to_contiguous_id", None)
+    to_dataset_id = {v: k for k, v in id_map.items()} if id_map else None
+    num = (
+        len(names)
+        if names
+        else 1
+        + max(
+            (int(r["instances"].pred_classes.max()) for r in results if len(r["instances"])),
+            default=0,
+        )
+    )
+    categories = [
+        {"id": to_dataset_id[i] if to_dataset_id else i + 1, "name": names[i] if names else str(i)}
+        for i in range(num)
+    ]
+    images, annotations = [], []
+    for image_id, (r, file_name) in enumerate(zip(results, image_files), start=1):
+        images.append(
+            {"id": image_id, "file_name": file_name, "height": r["height"], "width": r["width"]}
+        )
+        inst = r["instances"]
+        boxes = BoxMode.convert(inst.pred_boxes.tensor.numpy(), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+        masks = inst.pred_masks.numpy() if inst.has("pred_masks") else None
+        for k in range(len(inst)):
+            c = int(inst.pred_classes[k])
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": to_dataset_id[c] if to_dataset_id else c + 1,
+                "bbox": [round(float(x), 2) for x in boxes[k]],
+                "score": round(float(inst.scores[k]), 4),
+                "iscrowd": 0,
+            }
+            if masks is not None:
+                rle = mask_util.encode(np.asfortranarray(masks[k].astype(np.uint8)))
+                rle["counts"] = rle["counts"].decode("ascii")
+                ann["segmentation"] = rle
+                ann["area"] = int(masks[k].sum())
+            else:
+                ann["area"] = round(float(boxes[k][2] * boxes[k][3]), 2)
+            annotations.append(ann)
+    return {"images": images, "categories": categories, "annotations": annotations}
+
+
+def run_prediction(
+    predictor: Predictor,
+    inputs: Iterable[str],
+    output_dir: str,
+    score_threshold: float = 0.5,
+    max_images: Optional[int] = None,
+) -> Dict:
+    """
+    Predict every image in ``inputs`` and write ``<output_dir>/<image stem>.jpg`` with the
+    predictions drawn. Detectors also write ``<output_dir>/predictions.json`` (COCO format, all
+    instances above ``score_threshold``), which is returned. Semantic segmentation models write
+    ``<output_dir>/<image stem>.png`` (uint8 class-index label maps, detectron2's
+    ``sem_seg_file_name`` format) and ``<output_dir>/sem_seg_predictions.json`` (per image: the
+    label file and the share of pixels of each class), which is returned.
+    """
+    files = find_images(inputs)[:max_images]
+    os.makedirs(output_dir, exist_ok=True)
+    results, names, sem_seg = [], [], []
+    for path in files:
+        image = predictor.read(path)
+        out = predictor.predict(image)
+        picture = os.path.join(output_dir, f"{path.stem}.jpg")
+        if picture in names:  # same stem in two folders
+            picture = os.path.join(output_dir, f"{path.parent.name}_{path.stem}.jpg")
+        names.append(picture)
+        if "instances" in out:
+            inst = out["instances"]
+            inst = inst[inst.scores >= score_threshold]
+            drawn = predictor.draw(image, inst)
+            results.append({"height": image.shape[0], "width": image.shape[1], "instances": inst})
+            logger.info(f"{path}: {len(inst)} instances -> {picture}")
+        else:
+            labels = out["sem_seg"].argmax(dim=0).numpy().astype(np.uint8)
+            drawn = predictor.draw_sem_seg(image, labels)
+            label_file = picture[: -len(".jpg")] + ".png"
+            Image.fromarray(labels).save(label_file)
+            classes = predictor.metadata.get("stuff_classes", None)
+            values, counts = np.unique(labels, return_counts=True)
+            share = {
+                (classes[v] if classes and v < len(classes) else str(v)): round(c / labels.size, 4)
+                for v, c in zip(values.tolist(), counts.tolist())
+            }
+            sem_seg.append({"file_name": str(path), "label_file": label_file, "classes": share})
+            logger.info(f"{path}: {share} -> {picture}, {label_file}")
+        Image.fromarray(drawn).save(picture, quality=92)
+    if sem_seg:
+        name, payload = "sem_seg_predictions.json", sem_seg
+    else:
+        name = "predictions.json"
+        payload = predictions_to_coco(results, predictor.metadata, [str(f) for f in files])
+    with open(os.path.join(output_dir, name), "w") as f:
+        json.dump(payload, f)
+    return payload

@@ -1,0 +1,172 @@
+"""Model-zoo style COCO evaluation with faster-coco-eval equals pycocotools (#4)."""
+
+import json
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from PIL import Image
+import torch
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import COCOEvaluator as D2COCOEvaluator
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from pvt_fpn_d2.data import register_coco_json
+from pvt_fpn_d2.evaluation import COCOEvaluator
+
+
+def _write_dataset(root, num_images=12, first_image_id=0, category_ids=(3, 7, 12), seed=0):
+    """A COCO json with non-contiguous category ids, image id 0 and one empty image."""
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for i in range(num_images):
+        h, w = 120, 160
+        images.append({"id": first_image_id + i, "file_name": f"{i}.jpg", "height": h, "width": w})
+        Image.new("RGB", (w, h), (90, 120, 150)).save(root / "images" / f"{i}.jpg")
+        if i == num_images - 1:
+            continue  # an image without annotations
+        for _ in range(rng.integers(1, 6)):
+            bw, bh = rng.integers(8, 60), rng.integers(8, 60)
+            x, y = rng.integers(0, w - bw), rng.integers(0, h - bh)
+            poly = [x, y, x + bw, y, x + bw * 0.8, y + bh, x, y + bh * 0.9]
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": first_image_id + i,
+                    "category_id": int(rng.choice(category_ids)),
+                    "segmentation": [[float(v) for v in poly]],
+                    "bbox": [float(x), float(y), float(bw), float(bh)],
+                    "area": float(bw * bh * 0.85),
+                    "iscrowd": 0,
+                }
+            )
+    cats = [{"id": c, "name": f"class{c}"} for c in category_ids]
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    path = root / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return str(path), str(root / "images")
+
+
+def _noisy_predictions(dataset_name, seed=0, extra=4):
+    """Ground truth jittered, plus false positives: stored predictions to evaluate."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for d in DatasetCatalog.get(dataset_name):
+        h, w = d["height"], d["width"]
+        boxes, scores, classes, masks = [], [], [], []
+        for a in d["annotations"]:
+            b = BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+            boxes.append(np.array(b) + rng.normal(0, 2, 4))
+            scores.append(rng.uniform(0.2, 1.0))
+            classes.append(a["category_id"])
+            m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(a["segmentation"], h, w)))
+            masks.append(np.roll(m.astype(bool), int(rng.integers(-2, 3)), axis=0))
+        for _ in range(extra):
+            x, y = rng.uniform(0, w - 30), rng.uniform(0, h - 30)
+            boxes.append([x, y, x + 25, y + 25])
+            scores.append(rng.uniform(0.0, 0.6))
+            classes.append(int(rng.integers(0, 3)))
+            m = np.zeros((h, w), bool)
+            m[int(y) : int(y) + 25, int(x) : int(x) + 25] = True
+            masks.append(m)
+        inst = Instances((h, w))
+        inst.pred_boxes = Boxes(torch.tensor(np.array(boxes), dtype=torch.float32))
+        inst.scores = torch.tensor(scores, dtype=torch.float32)
+        inst.pred_classes = torch.tensor(classes)
+        inst.pred_masks = torch.from_numpy(np.array(masks))
+        pairs.append(({"image_id": d["image_id"]}, {"instances": inst}))
+    return pairs
+
+
+def _evaluate(evaluator, pairs):
+    evaluator.reset()
+    for inp, out in pairs:
+        evaluator.process([inp], [out])
+    return evaluator.evaluate()
+
+
+@pytest.mark.parametrize("max_dets", [None, 20])
+def test_fast_evaluation_equals_pycocotools(tmp_path, max_dets):
+    name = f"eval_equal_{max_dets}"
+    json_file, image_root = _write_dataset(tmp_path)
+    register_coco_json(name, json_file, image_root)
+    pairs = _noisy_predictions(name)
+    kwargs = dict(distributed=False, output_dir=str(tmp_path / "out"), max_dets_per_image=max_dets)
+    ours = _evaluate(COCOEvaluator(name, **kwargs), pairs)
+    reference = _evaluate(D2COCOEvaluator(name, use_fast_impl=False, **kwargs), pairs)
+    assert set(ours) == {"bbox", "segm"}
+    for task in ("bbox", "segm"):
+        assert set(ours[task]) == set(reference[task])  # includes per-class "AP-class3" ...
+        for k, v in reference[task].items():
+            if np.isnan(v):
+                assert np.isnan(ours[task][k]), (task, k)
+            else:
+                assert ours[task][k] == pytest.approx(v, abs=1e-3), (task, k)
+    # the jittered ground truth scores well but not perfectly: the numbers are real
+    assert 30 < ours["bbox"]["AP"] < 100
+    # predictions are saved as json, with the dataset's own (non-contiguous) category ids
+    saved = json.loads((tmp_path / "out" / "coco_instances_results.json").read_text())
+    assert {r["category_id"] for r in saved} <= {3, 7, 12}
+
+
+def test_max_detections_per_image_is_honoured(tmp_path):
+    name = "eval_maxdets"
+    json_file, image_root = _write_dataset(tmp_path)
+    register_coco_json(name, json_file, image_root)
+    pairs = _noisy_predictions(name, extra=30)
+    few = _evaluate(COCOEvaluator(name, distributed=False, max_dets_per_image=2), pairs)
+    many = _evaluate(COCOEvaluator(name, distributed=False, max_dets_per_image=300), pairs)
+    assert few["bbox"]["AP"] < many["bbox"]["AP"]
+
+
+def test_registration_reads_classes_and_handles_ids(tmp_path):
+    json_file, image_root = _write_dataset(tmp_path, first_image_id=0, category_ids=(5, 2, 40))
+    name = register_coco_json("reg_ids", json_file, image_root)
+    assert register_coco_json("reg_ids", json_file, image_root) == name  # idempotent
+    meta = MetadataCatalog.get(name)
+    assert meta.thing_classes == ["class2", "class5", "class40"]  # ordered by category id
+    assert meta.thing_dataset_id_to_contiguous_id == {2: 0, 5: 1, 40: 2}
+    dicts = DatasetCatalog.get(name)
+    assert dicts[0]["image_id"] == 0
+    assert {a["category_id"] for d in dicts for a in d["annotations"]} <= {0, 1, 2}
+    assert any(not d["annotations"] for d in dicts)  # the image without annotations is kept
+    assert meta.json_file == json_file
+
+
+def test_registration_of_another_file_under_a_taken_name_is_an_error(tmp_path):
+    a, images = _write_dataset(tmp_path / "a")
+    b, _ = _write_dataset(tmp_path / "b")
+    register_coco_json("reg_taken", a, images)
+    with pytest.raises(ValueError, match="already registered"):
+        register_coco_json("reg_taken", b, images)
+
+
+def test_annotation_id_zero_is_evaluated_correctly(tmp_path):
+    json_file, image_root = _write_dataset(tmp_path)
+    data = json.loads(open(json_file).read())
+    for a in data["annotations"]:
+        a["id"] -= 1  # ids start at 0: pycocotools would treat annotation 0 as unmatched
+    open(json_file, "w").write(json.dumps(data))
+    name = register_coco_json("reg_ann0", json_file, image_root)
+    assert not MetadataCatalog.get(name).get("json_file")  # evaluator converts a safe copy
+    pairs = _noisy_predictions(name)
+    exact = []
+    for d in DatasetCatalog.get(name):  # perfect predictions must give 100 AP
+        inst = Instances((d["height"], d["width"]))
+        boxes = [
+            BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]
+        ]
+        inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+        inst.scores = torch.ones(len(boxes))
+        inst.pred_classes = torch.tensor(
+            [a["category_id"] for a in d["annotations"]], dtype=torch.long
+        )
+        exact.append(({"image_id": d["image_id"]}, {"instances": inst}))
+    res = _evaluate(
+        COCOEvaluator(name, tasks=("bbox",), distributed=False, output_dir=str(tmp_path / "o")),
+        exact,
+    )
+    assert res["bbox"]["AP"] == pytest.approx(100.0)
+    assert pairs  # the dataset loads

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo`, the main job: on a machine with no GPU, no internet and no downloaded data,
+# generate the synthetic dataset, train PVT-v2-b0 Mask R-CNN from scratch on the CPU, evaluate
+# it (COCO AP tables), and write prediction pictures and a plot of the losses into $OUT.
+#
+#   PY      the interpreter (default .venv/bin/python)
+#   OUT     output folder (default output/demo); an existing one is moved aside, not deleted
+#   ARGS    extra train_net.py overrides, e.g. ARGS="train.max_iter=100"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-output/demo}
+ARGS=${ARGS:-}
+CONFIG=configs/synthetic/mask_rcnn_pvt_v2_b0_fpn_synthetic.py
+export PYTHONWARNINGS=ignore
+
+start=$(date +%s)
+if [ -e "$OUT" ]; then
+    old="$OUT.$(date -r "$OUT" +%Y%m%d-%H%M%S)"
+    echo "moving the previous $OUT to $old"
+    mv "$OUT" "$old"
+fi
+
+"$PY" datasets/prepare_synthetic.py --out datasets/synthetic
+# shellcheck disable=SC2086
+"$PY" train_net.py --config-file "$CONFIG" train.output_dir="$OUT" $ARGS
+"$PY" tools/predict.py --config-file "$CONFIG" --checkpoint "$OUT/model_final.pth" \
+    --input datasets/synthetic/val/images --max-images 8 --output "$OUT/predictions"
+"$PY" tools/plot_losses.py "$OUT/metrics.json" "$OUT/losses.png"
+
+"$PY" - "$OUT" "$start" <<'PY'
+import json, sys, time
+out, start = sys.argv[1], int(sys.argv[2])
+r = json.load(open(f"{out}/eval_results.json"))
+print(f"\nmake demo: {time.time() - start:.0f} s wall time; synthetic val: "
+      f"bbox AP {r['bbox']['AP']:.1f}, segm AP {r['segm']['AP']:.1f}")
+print(f"outputs in {out}/: model_final.pth, eval_results.json, metrics.json, losses.png, "
+      "predictions/*.jpg, predictions/predictions.json, log.txt")
+PY

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""
+Run a trained detector on images or folders: writes each image with masks, boxes, class names
+and scores drawn, and predictions.json (COCO format, loadable by pycocotools) with all of them.
+With a semantic segmentation config (configs/SemSeg/) it writes each image with the classes
+drawn, a label PNG per image and sem_seg_predictions.json.
+
+  python tools/predict.py --config-file configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py \
+      --checkpoint output/model_final.pth --input photo.jpg more_photos/ --output predictions/
+
+The images are preprocessed like the config's test loader. Trailing key=value pairs override
+the config (e.g. the dataset paths of a fine-tuning config, which give the class names).
+"""
+
+import argparse
+import logging
+
+from detectron2.config import LazyConfig
+from detectron2.utils.logger import setup_logger
+
+from pvt_fpn_d2.config import apply_overrides
+from pvt_fpn_d2.predict import Predictor, run_prediction
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config-file", required=True, help="the LazyConfig the model was trained with"
+    )
+    parser.add_argument("--checkpoint", required=True, help="model weights (.pth)")
+    parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
+    parser.add_argument(
+        "--output", required=True, help="folder for the pictures and predictions.json"
+    )
+    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument("--max-images", type=int, default=None, help="only the first N images")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
+    args = parser.parse_args(argv)
+    setup_logger(name="pvt_fpn_d2")
+    setup_logger(name="detectron2", abbrev_name="d2").setLevel(logging.WARNING)
+
+    cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    result = run_prediction(
+        Predictor(cfg, args.checkpoint),
+        args.input,
+        args.output,
+        score_threshold=args.confidence_threshold,
+        max_images=args.max_images,
+    )
+    if isinstance(result, list):  # semantic segmentation
+        print(f"{len(result)} images -> {args.output}/*.png, sem_seg_predictions.json")
+    else:
+        print(
+            f"{len(result['images'])} images, {len(result['annotations'])} instances -> "
+            f"{args.output}/predictions.json"
+        )
+
+
+if __name__ == "__main__":
+    main()
