@@ -5,7 +5,7 @@ import inspect
 from typing import List
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import LazyConfig
@@ -102,6 +102,17 @@ def _is_argument_of_lazy_call(cfg: DictConfig, key: str) -> bool:
     return arg in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` (dotted) is in the config, including keys whose value is ``???``."""
+    parent_key, _, last = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=_MISSING) if parent_key else cfg
+    if isinstance(parent, DictConfig):
+        return last in parent.keys()
+    if isinstance(parent, ListConfig):
+        return last.isdigit() and int(last) < len(parent)
+    return False
+
+
 def apply_overrides(cfg: DictConfig, overrides: List[str]) -> DictConfig:
     """
     detectron2's ``LazyConfig.apply_overrides``, but a key that is neither in the config nor an
@@ -114,10 +125,7 @@ def apply_overrides(cfg: DictConfig, overrides: List[str]) -> DictConfig:
     plain = []
     for o in OverridesParser.create().parse_overrides(overrides):
         key = o.key_or_group
-        exists = (
-            OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False) is not _MISSING
-        )
-        if not (o.is_add() or exists or _is_argument_of_lazy_call(cfg, key)):
+        if not (o.is_add() or _has_key(cfg, key) or _is_argument_of_lazy_call(cfg, key)):
             keys = _all_keys(OmegaConf.to_container(cfg, resolve=False))
             close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
             raise KeyError(

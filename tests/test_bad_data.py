@@ -372,6 +372,15 @@ def test_override_of_a_key_that_does_not_exist():
     assert cfg.optimizer.lr == 0.1 and cfg.train.note == "hello"
 
 
+def test_overrides_fill_the_required_dataset_keys():
+    # "???" values (must be given on the command line) are existing keys, list items too
+    cfg = LazyConfig.load(str(REPO / "configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py"))
+    apply_overrides(cfg, ["dataset.train_json=/data/t.json", "dataset.val_images=/data/val"])
+    assert cfg.dataset.train_json == "/data/t.json" and cfg.dataset.val_images == "/data/val"
+    with pytest.raises(KeyError, match="no key 'dataset.train_jsn'"):
+        apply_overrides(cfg, ["dataset.train_jsn=/data/t.json"])
+
+
 def test_missing_dataset_path_on_the_command_line_is_named(tmp_path):
     cfg = LazyConfig.load(str(REPO / "configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py"))
     with pytest.raises(Exception, match="dataset.train_json"):
