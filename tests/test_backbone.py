@@ -230,3 +230,15 @@ def test_yacs_builders_in_registry(builder, out_features, expected):
         # P6 is computed from C5 (256 channels for b0), not from P5
         assert backbone.top_block.p6.in_channels == 256
         assert backbone.top_block.in_feature == "res5"
+
+
+def test_yacs_channels_last_switch():
+    cfg = add_pvt_v2_config(get_cfg())
+    cfg.MODEL.PVT.NAME = "pvt_v2_b0"
+    assert cfg.MODEL.PVT.CHANNELS_LAST is False
+    for flag in (False, True):
+        cfg.MODEL.PVT.CHANNELS_LAST = flag
+        bottom_up = BACKBONE_REGISTRY.get("build_pvt_v2_backbone")(cfg, ShapeSpec(channels=3))
+        assert bottom_up.channels_last is flag
+        sr = bottom_up.model.stages[0].blocks[0].attn.sr.weight
+        assert sr.is_contiguous(memory_format=torch.channels_last) is flag
