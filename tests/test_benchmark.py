@@ -1,0 +1,272 @@
+"""tools/benchmark.py: every task on tiny inputs, exactness checks, fused attention (issue
+"Benchmarks and speed"). Tiny sizes and 1-2 iterations: these check the tool, not the speed."""
+
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from pvt_fpn_d2 import PVT_V2_VARIANTS, PVTv2Backbone
+from pvt_fpn_d2.benchmark import (
+    attention_modules,
+    pair_ratio_stats,
+    run_eval_benchmark,
+    time_alternating,
+)
+
+from .conftest import REPO
+
+B0 = str(REPO / "configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py")
+TINY = ["--image-size", "64", "96", "--iters", "2", "--warmup", "1", "--threads", "1"]
+# detectors: one timed iteration, one in each peak-memory child
+ONE = ["--image-size", "64", "96", "--iters", "1", "--warmup", "1", "--threads", "1"]
+ONE += ["--memory-iters", "1"]
+ENVIRONMENT_KEYS = {"torch", "timm", "device", "torch_threads", "cpu_model", "cpu_count"}
+MODEL_KEYS = {
+    "label",
+    "params_m",
+    "latency_ms",
+    "images_per_s",
+    "peak_memory_mb",
+    "peak_increase_mb",
+    "memory_kind",
+}
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools/benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tmp_path, *args):
+    out = tmp_path / "figures.json"
+    returned = _tool().main([*map(str, args), "--json", str(out)])
+    written = json.loads(out.read_text())
+    assert written["task"] == returned["task"]
+    return written
+
+
+def _check_model_entry(entry, iters=2):
+    assert MODEL_KEYS <= set(entry), MODEL_KEYS - set(entry)
+    lat = entry["latency_ms"]
+    assert len(lat["all"]) == iters
+    assert 0 < lat["min"] <= lat["median"] <= lat["p90"]
+    assert entry["images_per_s"] > 0
+    assert entry["peak_memory_mb"] > 100  # a process with torch loaded
+    assert entry["peak_increase_mb"] >= 0
+
+
+@pytest.mark.parametrize("name", PVT_V2_VARIANTS)
+def test_every_attention_module_uses_fused_attention(name):
+    with torch.device("meta"):  # no memory, no init cost
+        backbone = PVTv2Backbone(name)
+    attn = attention_modules(backbone)
+    assert len(attn) == sum(backbone.model.depths) > 0
+    assert all(m.fused_attn for m in attn), [m.fused_attn for m in attn]
+
+
+def test_forward_calls_scaled_dot_product_attention_once_per_block(monkeypatch):
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    backbone = PVTv2Backbone("pvt_v2_b0").eval()
+    with torch.no_grad():
+        backbone(torch.randn(1, 3, 64, 64))
+    assert len(calls) == len(attention_modules(backbone)) == 8
+
+
+def test_channels_last_matches_the_default_path():
+    """The speed option: outputs and gradients equal the default path's within 1e-4, and the
+    weights keep their layout through load_state_dict and .to()."""
+    torch.manual_seed(0)
+    plain = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0)
+    fast = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0, channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    fast.to("cpu", torch.float32)
+    block = fast.model.stages[0].blocks[0]
+    assert block.mlp.dwconv.weight.stride() == (9, 1, 3, 1)  # NCHW: (9, 9, 3, 1)
+    sr = block.attn.sr.weight
+    assert sr.is_contiguous(memory_format=torch.channels_last) and not sr.is_contiguous()
+    x = torch.randn(2, 3, 64, 96)
+    grads = []
+    for m in (plain, fast):
+        out = m.train()(x)
+        sum((t * t.detach().sign()).sum() for t in out.values()).backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+        m.eval()
+        with torch.no_grad():
+            grads[-1]["outputs"] = m(x)
+    for f, t in grads[0].pop("outputs").items():
+        torch.testing.assert_close(grads[1]["outputs"][f], t, rtol=0, atol=1e-4)
+        assert grads[1]["outputs"][f].is_contiguous()  # NCHW for the FPN, as before
+    grads[1].pop("outputs")
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, rtol=1e-4, atol=1e-4 * g.abs().max().item())
+
+
+def test_time_alternating_runs_abba_and_ratios():
+    order = []
+    times = time_alternating(
+        [lambda: order.append("A"), lambda: order.append("B")], iters=4, warmup=1, sync=lambda: None
+    )
+    assert "".join(order) == "AB" + "ABBAABBA"  # warm-up, then A B, B A, ...
+    assert [len(t) for t in times] == [4, 4]
+    r = pair_ratio_stats([2.0, 4.0, 2.0], [1.0, 1.0, 2.0])
+    assert r["median_of_ratios"] == 2.0 and r["ratio_of_medians"] == 2.0
+
+
+def test_backbone_task_vs_timm_is_exact(tmp_path):
+    r = _run(tmp_path, "--config-file", B0, "--task", "backbone", "--vs-timm", *TINY)
+    assert ENVIRONMENT_KEYS <= set(r["environment"])
+    assert r["environment"]["torch_threads"] == 1
+    assert r["settings"]["padded_size"] == [64, 96]
+    (entry,) = r["models"]
+    _check_model_entry(entry)
+    assert entry["bottom_up"] == "PVTv2Backbone" and entry["fused_attn"] is True
+    assert entry["flops_scope"] == "backbone.bottom_up"
+    # fvcore's conv/linear/norm count plus attention (our handle): b0 is ~0.4 GFLOPs at 224^2
+    assert 0.03 < entry["gflops"] < 0.2
+    assert "aten::scaled_dot_product_attention" not in entry["unsupported_ops"]
+    v = r["vs_timm"]
+    assert v["max_abs_diff"] == 0.0
+    assert v["time_ratio_wrapper_over_timm"]["median_of_ratios"] > 0
+    assert len(v["timm"]["latency_ms"]["all"]) == 2
+
+
+def test_backbone_task_channels_last_against_default_layout(tmp_path):
+    cl = "model.backbone.bottom_up.channels_last="
+    r = _run(
+        tmp_path,
+        "--config-file",
+        B0,
+        "--task",
+        "backbone",
+        *TINY,
+        "--no-flops",
+        cl + "True",
+        "--compare-opt",
+        cl + "False",
+    )
+    a, b = r["models"]
+    assert a["channels_last"] is True and b["channels_last"] is False
+    # same architecture: B gets A's weights and both see the same input
+    assert 0 <= r["outputs_a_vs_b"]["max_abs_diff"] < 1e-4
+    assert r["comparison"]["latency"]["median_of_ratios"] > 0
+
+
+def test_inference_task_compares_with_r50_and_breaks_down(tmp_path):
+    r = _run(
+        tmp_path,
+        "--config-file",
+        B0,
+        "--task",
+        "inference",
+        "--compare",
+        "detectron2:R50-FPN",
+        *ONE,
+        "model.roi_heads.box_predictor.test_topk_per_image=5",
+        "--compare-opt",
+        "model.roi_heads.box_predictor.test_topk_per_image=5",
+    )
+    a, b = r["models"]
+    for entry in (a, b):
+        _check_model_entry(entry, iters=1)
+        # random weights still give the heads their full load (R50: FrozenBN calibrated)
+        assert entry["detections_per_image"] == [5]
+        assert entry["proposals_per_image"][0] > 100
+        assert entry["flops_scope"] == "whole model (inference forward)" and entry["gflops"] > 1
+        comp = entry["components"]
+        parts = ["bottom_up", "fpn", "proposal_generator", "roi_heads", "other"]
+        assert set(parts) <= set(comp)
+        assert comp["bottom_up"]["ms"] > 0 and comp["roi_heads"]["ms"] > 0
+        # medians of parts need not add up exactly, but nearly
+        assert sum(comp[k]["ms"] for k in parts) == pytest.approx(comp["total"]["ms"], rel=0.2)
+    assert a["label"] == "mask_rcnn_pvt_v2_b0_fpn_1x"
+    assert b["label"] == "detectron2:R50-FPN [model.roi_heads.box_predictor.test_topk_per_image=5]"
+    assert a["bottom_up"] == "PVTv2Backbone" and b["bottom_up"] == "ResNet"
+    c = r["comparison"]
+    assert c["direction"].startswith("A/B")
+    assert c["latency"]["ratio_of_medians"] == pytest.approx(
+        a["latency_ms"]["median"] / b["latency_ms"]["median"]
+    )
+    assert c["params_ratio"] == pytest.approx(a["params_m"] / b["params_m"])
+    assert set(c["components_ms_ratio"]) >= {"bottom_up", "roi_heads"}
+
+
+def test_train_task_act_checkpoint_gives_equal_losses(tmp_path):
+    r = _run(
+        tmp_path,
+        "--config-file",
+        B0,
+        "--task",
+        "train",
+        "--compare-act-checkpoint",
+        "--no-flops",
+        *ONE,
+        "model.roi_heads.batch_size_per_image=32",
+        "model.proposal_generator.post_nms_topk=[100,50]",
+    )
+    ckpt, plain = r["models"]
+    for entry in (ckpt, plain):
+        _check_model_entry(entry, iters=1)
+        assert set(entry["first_step_losses"]) == {
+            "loss_cls",
+            "loss_box_reg",
+            "loss_mask",
+            "loss_rpn_cls",
+            "loss_rpn_loc",
+            "total",
+        }
+        assert all(math.isfinite(v) for v in entry["first_step_losses"].values())
+    assert ckpt["use_act_checkpoint"] is True and plain["use_act_checkpoint"] is False
+    a = r["act_checkpoint"]
+    assert a["max_loss_diff_separate_processes"] < 1e-5
+    assert a["max_loss_diff_same_process"] < 1e-5
+    assert a["peak_memory_ratio"] == pytest.approx(ckpt["peak_memory_mb"] / plain["peak_memory_mb"])
+    assert a["time_ratio"]["median_of_ratios"] > 0
+
+
+def test_eval_task_fast_equals_pycocotools(tmp_path):
+    r = _run(tmp_path, "--task", "eval", "--num-images", "20", "--instances", "5")
+    e = r["eval"]
+    assert (e["num_images"], e["gt_instances"]) == (20, 100)
+    assert e["max_abs_stat_diff"] < 1e-3
+    for iou_type in ("bbox", "segm"):
+        t = e["per_type"][iou_type]
+        assert len(t["pycocotools_stats"]) == len(t["faster_coco_eval_stats"]) == 12
+        assert 0.1 < t["pycocotools_stats"][0] < 0.9  # a meaningful AP, not -1 or 0
+        assert t["pycocotools_s"] > 0 and t["faster_coco_eval_s"] > 0
+    assert e["speedup"] == pytest.approx(e["pycocotools_s"] / e["faster_coco_eval_s"])
+
+
+def test_eval_detects_a_difference_between_implementations(monkeypatch):
+    """The AP comparison can fail: a COCOeval that reports other numbers is caught."""
+    import pvt_fpn_d2.evaluation as evaluation
+
+    class Wrong(evaluation.FasterCOCOeval):
+        def summarize(self):
+            super().summarize()
+            self.stats[0] += 0.01
+
+    monkeypatch.setattr(evaluation, "FasterCOCOeval", Wrong)
+    e = run_eval_benchmark(num_images=5, instances=3)
+    assert e["max_abs_stat_diff"] == pytest.approx(0.01)
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    tool = _tool()
+    with pytest.raises(SystemExit, match="--config-file is required"):
+        tool.main(["--task", "backbone"])
+    with pytest.raises(ValueError, match="--vs-timm needs"):
+        tool.main(["--config-file", B0, "--task", "inference", "--vs-timm", *TINY])
+    with pytest.raises(ValueError, match="--compare-act-checkpoint needs --task train"):
+        tool.main(["--config-file", B0, "--task", "backbone", "--compare-act-checkpoint"])
