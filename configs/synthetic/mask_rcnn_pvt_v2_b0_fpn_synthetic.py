@@ -1,6 +1,8 @@
 # The CPU demo (`make demo`): PVT-v2-b0 Mask R-CNN trained from scratch on the synthetic
 # shapes dataset (datasets/prepare_synthetic.py: 300 train / 50 val images of 160x160 px,
-# 3 classes, occlusion, textured backgrounds), on 2 CPU cores in about 10 minutes.
+# 3 classes, occlusion, textured backgrounds), on 2 CPU cores in about 9 minutes.
+import torch
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
@@ -51,22 +53,30 @@ model.proposal_generator.anchor_generator.sizes = [[16], [32], [64], [128], [256
 # class-agnostic boxes and masks: shared across the 3 shapes, they learn faster from scratch
 model.roi_heads.box_predictor.cls_agnostic_bbox_reg = True
 model.roi_heads.mask_head.num_classes = 1
-# FPN and heads at 128 channels (the COCO configs: 256), 3x cheaper on a CPU
-model.backbone.out_channels = 128
-model.proposal_generator.head.in_channels = 128
-model.roi_heads.box_head.input_shape = ShapeSpec(channels=128, height=7, width=7)
-model.roi_heads.mask_head.input_shape = ShapeSpec(channels=128, height=14, width=14)
-model.roi_heads.mask_head.conv_dims = [128] * 5
+# FPN and heads at 64 channels and a 512-wide box head (the COCO configs: 256 and 1024): on a
+# CPU the heads' convolutions and RoIAlign's backward pass cost more than the backbone, and these
+# shapes need no more. 2.3x less time per iteration than 128 channels, so twice the iterations.
+C = 64
+model.backbone.out_channels = C
+model.proposal_generator.head.in_channels = C
+model.roi_heads.box_head.input_shape = ShapeSpec(channels=C, height=7, width=7)
+model.roi_heads.box_head.fc_dims = [512, 512]
+model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=512)
+model.roi_heads.mask_head.input_shape = ShapeSpec(channels=C, height=14, width=14)
+model.roi_heads.mask_head.conv_dims = [C] * 5
 
-train.max_iter = 450
+# fused AdamW: one kernel for all parameters, 5x faster steps on the CPU than the default
+# multi-tensor path (10 vs 50 ms here); PyTorch has it for CPUs from 2.4 on
+optimizer.fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
 optimizer.lr = 1e-3
+train.max_iter = 800
 lr_multiplier = L(WarmupParamScheduler)(
     scheduler=L(CosineParamScheduler)(start_value=1.0, end_value=0.01),
-    warmup_length=40 / 450,
+    warmup_length=40 / 800,
     warmup_factor=0.01,
 )
-train.eval_period = 450
-train.checkpointer.period = 100
+train.eval_period = 800
+train.checkpointer.period = 200
 train.log_period = 20
 train.seed = 0
 train.output_dir = "output/demo"
