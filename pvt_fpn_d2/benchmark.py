@@ -33,7 +33,6 @@ import math
 import multiprocessing
 import os
 import platform
-import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -514,28 +513,6 @@ def _sdpa_flop_jit(inputs, outputs) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
-def _detectron2_flop_count_analysis():
-    """detectron2's ``FlopCountAnalysis`` class. detectron2 v0.6's ``detectron2.export`` package
-    imports caffe2, gone from torch 2: then only its ``flatten`` module (TracingAdapter, all the
-    analysis needs) is loaded, under a bare ``detectron2.export`` package."""
-    try:
-        import detectron2.export  # noqa: F401
-    except ImportError:
-        import types
-
-        import detectron2
-
-        package = types.ModuleType("detectron2.export")
-        package.__path__ = [os.path.join(os.path.dirname(detectron2.__file__), "export")]
-        sys.modules["detectron2.export"] = package
-        from detectron2.export.flatten import TracingAdapter
-
-        package.TracingAdapter = TracingAdapter
-    from detectron2.utils.analysis import FlopCountAnalysis
-
-    return FlopCountAnalysis
-
-
 def count_flops(module, inputs, detectron2_model: bool) -> Dict[str, Any]:
     """
     GFLOPs (fvcore's convention: one multiply-add is one flop) of one forward pass.
@@ -548,12 +525,14 @@ def count_flops(module, inputs, detectron2_model: bool) -> Dict[str, Any]:
     import torch
     from fvcore.nn import FlopCountAnalysis as FvFlopCountAnalysis
 
+    from .compat import flop_count_analysis_class
+
     training = module.training
     module.eval()
     try:
         with torch.no_grad():
             if detectron2_model:
-                counter = _detectron2_flop_count_analysis()(module, inputs)
+                counter = flop_count_analysis_class()(module, inputs)
             else:
                 counter = FvFlopCountAnalysis(module, inputs)
             counter.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flop_jit)
@@ -667,12 +646,6 @@ class ComponentTimer:
 # ---------------------------------------------------------------------------------------------
 
 
-def _cat(tensors):
-    import torch
-
-    return torch.cat(list(tensors))
-
-
 def _autocast(device: str, amp: str):
     import torch
 
@@ -710,7 +683,7 @@ class _Runner:
         if isinstance(bottom_up, PVTv2Backbone):
             attn = attention_modules(bottom_up)
             self.info["timm_variant"] = bottom_up.name
-            self.info["channels_last"] = bool(getattr(bottom_up, "channels_last", False))
+            self.info["channels_last"] = bottom_up.channels_last
             self.info["attention_modules"] = len(attn)
             self.info["fused_attn"] = all(m.fused_attn for m in attn)
             self.info["use_act_checkpoint"] = all(
@@ -771,10 +744,12 @@ class _Runner:
         return out
 
     def _count_proposals(self, module, args, output):
+        import torch
+
         self.info["proposals_per_image"] = [len(p) for p in output[0]]
         # ROIAlign with sampling_ratio=0 samples more points in larger boxes: show their size
         sides = [p.proposal_boxes.area().clamp_min(0).sqrt() for p in output[0]]
-        self.info["proposal_mean_side_px"] = float(_cat(sides).mean()) if sides else 0.0
+        self.info["proposal_mean_side_px"] = float(torch.cat(sides).mean()) if sides else 0.0
 
     def _train_step(self):
         import torch
@@ -834,7 +809,7 @@ def _timm_reference(backbone, device: str):
     bad = [k for k in missing if not any(k.startswith(f"stages.{i}.") for i in range(kept, 9))]
     if unexpected or bad:
         raise RuntimeError(f"timm reference: missing {bad}, unexpected {unexpected}")
-    if getattr(backbone, "channels_last", False):  # the same weights, in the same layout
+    if backbone.channels_last:  # the same weights, in the same layout
         ref.to(memory_format=torch.channels_last)
     ref = ref.to(device).eval()
     indices = list(backbone._out_indices)
@@ -941,7 +916,7 @@ def _child_main(job: Dict[str, Any]) -> Dict[str, Any]:
         with torch.no_grad(), _autocast(s.device, s.amp):
             ours = list(wrapper.model(wrapper.inputs).values())
             theirs = ref_forward(wrapper.inputs)
-        diff = max(float((a.float() - b.float()).abs().max()) for a, b in zip(ours, theirs))
+        diff = _max_abs_diff(ours, theirs)
         timm_entry = {"label": f"timm {wrapper.model.name}.forward_intermediates"}
         timm_entry.update(latency_stats(times[-1], s.batch_size))
         result["vs_timm"] = {
@@ -977,7 +952,11 @@ def _same_weights_output_diff(a: "_Runner", b: "_Runner") -> Optional[float]:
     b.model.load_state_dict(sa)  # copies into B's tensors: B keeps its memory format
     with torch.no_grad(), _autocast(a.s.device, a.s.amp):
         out_a, out_b = a.model(a.inputs), b.model(a.inputs)
-    return max(float((out_a[k].float() - out_b[k].float()).abs().max()) for k in out_a)
+    return _max_abs_diff(out_a.values(), out_b.values())
+
+
+def _max_abs_diff(xs, ys) -> float:
+    return max(float((x.float() - y.float()).abs().max()) for x, y in zip(xs, ys))
 
 
 def _return_freed_memory_to_the_system() -> None:
@@ -1213,8 +1192,7 @@ def synthetic_coco_eval_data(
     images, anns, results = [], [], []
 
     def rle_of(poly):
-        rle = mask_util.merge(mask_util.frPyObjects([poly], h, w))
-        return rle
+        return mask_util.merge(mask_util.frPyObjects([poly], h, w))
 
     for image_id in range(1, num_images + 1):
         images.append({"id": image_id, "file_name": f"{image_id:06d}.jpg", "height": h, "width": w})

@@ -7,6 +7,8 @@ leaves upstream detectron2 on its own code path.
   this starts the worker processes with the gloo backend instead (upstream does the same).
 * :func:`cocoeval_class`: detectron2's fast COCOeval needs its compiled ops; this swaps in
   another COCOeval class (faster-coco-eval's C++ one) for the duration of an evaluation.
+* :func:`flop_count_analysis_class`: v0.6's ``detectron2.export`` imports caffe2, gone from
+  torch 2, and ``detectron2.utils.analysis`` (the FLOP counter) imports ``detectron2.export``.
 """
 
 import contextlib
@@ -15,6 +17,8 @@ import inspect
 import logging
 import os
 import socket
+import sys
+import types
 from datetime import timedelta
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -28,7 +32,7 @@ from detectron2.utils import comm
 d2_launch = importlib.import_module("detectron2.engine.launch")
 d2_coco_evaluation = importlib.import_module("detectron2.evaluation.coco_evaluation")
 
-__all__ = ["launch", "launcher_supports_cpu", "cocoeval_class"]
+__all__ = ["launch", "launcher_supports_cpu", "cocoeval_class", "flop_count_analysis_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +118,22 @@ def cocoeval_class(cls: type) -> Iterator[None]:
     finally:
         for n, v in saved.items():
             setattr(d2_coco_evaluation, n, v)
+
+
+def flop_count_analysis_class() -> type:
+    """
+    detectron2's ``FlopCountAnalysis`` (``detectron2.utils.analysis``). When
+    ``detectron2.export`` cannot be imported (v0.6: it imports caffe2), only its ``flatten``
+    module, which holds the ``TracingAdapter`` the analysis needs, is loaded under a bare
+    ``detectron2.export`` package; upstream detectron2 imports as it is.
+    """
+    try:
+        importlib.import_module("detectron2.export")
+    except ImportError:
+        import detectron2
+
+        package = types.ModuleType("detectron2.export")
+        package.__path__ = [os.path.join(os.path.dirname(detectron2.__file__), "export")]
+        sys.modules["detectron2.export"] = package
+        package.TracingAdapter = importlib.import_module("detectron2.export.flatten").TracingAdapter
+    return importlib.import_module("detectron2.utils.analysis").FlopCountAnalysis

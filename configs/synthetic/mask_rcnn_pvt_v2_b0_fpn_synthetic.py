@@ -1,12 +1,11 @@
 # The CPU demo (`make demo`): PVT-v2-b0 Mask R-CNN trained from scratch on the synthetic
 # shapes dataset (datasets/prepare_synthetic.py: 300 train / 50 val images of 160x160 px,
 # 3 classes, occlusion, textured backgrounds), on 2 CPU cores in about 9 minutes.
-import torch
-
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.solver import WarmupParamScheduler
+from detectron2.utils.env import TORCH_VERSION
 from fvcore.common.param_scheduler import CosineParamScheduler
 
 from ..finetune.mask_rcnn_pvt_v2_b0_fpn_coco_json import (
@@ -67,7 +66,7 @@ model.roi_heads.mask_head.conv_dims = [C] * 5
 
 # fused AdamW: one kernel for all parameters, 5x faster steps on the CPU than the default
 # multi-tensor path (10 vs 50 ms here); PyTorch has it for CPUs from 2.4 on
-optimizer.fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
+optimizer.fused = TORCH_VERSION >= (2, 4)
 optimizer.lr = 1e-3
 train.max_iter = 800
 lr_multiplier = L(WarmupParamScheduler)(
