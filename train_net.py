@@ -15,19 +15,34 @@ import json
 import logging
 import os
 
-import torch
+# known third-party notices are hidden by exact message before anything emits them
+from pvt_fpn_d2.cli import parse_args, silence_known_warnings  # isort: skip
 
-from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import default_argument_parser, default_setup, default_writers, hooks
-from detectron2.engine.defaults import create_ddp_model
-from detectron2.evaluation import inference_on_dataset, print_csv_format
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
+silence_known_warnings()
 
-from pvt_fpn_d2 import PVTCheckpointer
-from pvt_fpn_d2.config import apply_overrides
-from pvt_fpn_d2.compat import launch
-from pvt_fpn_d2.engine import Trainer, check_classes, resolve_device
+import torch  # noqa: E402
+
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.engine import (  # noqa: E402
+    default_argument_parser,
+    default_setup,
+    default_writers,
+    hooks,
+)
+from detectron2.engine.defaults import create_ddp_model  # noqa: E402
+from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from pvt_fpn_d2 import PVTCheckpointer  # noqa: E402
+from pvt_fpn_d2.compat import launch  # noqa: E402
+from pvt_fpn_d2.config import apply_overrides  # noqa: E402
+from pvt_fpn_d2.engine import (  # noqa: E402
+    Trainer,
+    check_classes,
+    check_data_fits_model,
+    resolve_device,
+)
 
 logger = logging.getLogger("pvt_fpn_d2")
 
@@ -68,6 +83,7 @@ def do_train(args, cfg):
     model, device = build_model(cfg)
     logger.info("Model:\n{}".format(model))
     check_classes(cfg, model)
+    check_data_fits_model(cfg, model)
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
@@ -120,6 +136,7 @@ def main(args):
     if args.eval_only:
         model, device = build_model(cfg)
         check_classes(cfg, model, splits=("test",))
+        check_data_fits_model(cfg, model, splits=("test",))
         model = wrap_ddp(cfg, model, device)
         PVTCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
@@ -127,7 +144,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    # options typed after the key=value overrides (--resume, --eval-only, ...) count too
+    args = parse_args(default_argument_parser())
     launch(
         main,
         args.num_gpus,

@@ -1,15 +1,41 @@
-"""PVT-v2 backbones with FPN for Detectron2."""
+"""
+PVT-v2 backbones with FPN for Detectron2.
 
-from .backbone import (
-    PVT_V2_VARIANTS,
-    PVTv2Backbone,
-    build_pvt_v2_backbone,
-    build_pvt_v2_fpn_backbone,
-    build_pvt_v2_retinanet_fpn_backbone,
-    pvt_v2_out_channels,
-)
-from .checkpoint import PVTCheckpointer
-from .config import add_pvt_v2_config, build_optimizer
-from .weights import load_pvt_v2_weights
+The public names below load on first use (PEP 562), together with everything that registers
+into detectron2's registries (the backbones, the mask head), so that an entry point can import
+:mod:`pvt_fpn_d2.cli` and install its warning filters before detectron2 is imported.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "PVT_V2_VARIANTS": "backbone",
+    "PVTv2Backbone": "backbone",
+    "build_pvt_v2_backbone": "backbone",
+    "build_pvt_v2_fpn_backbone": "backbone",
+    "build_pvt_v2_retinanet_fpn_backbone": "backbone",
+    "pvt_v2_out_channels": "backbone",
+    "PVTCheckpointer": "checkpoint",
+    "add_pvt_v2_config": "config",
+    "build_optimizer": "config",
+    "PartialMaskRCNNConvUpsampleHead": "mask_head",
+    "load_pvt_v2_weights": "weights",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pvt_fpn_d2' has no attribute {name!r}")
+    # the first public name loads all of them: the registrations come with any of them
+    for module in sorted(set(_EXPORTS.values())):
+        importlib.import_module(f".{module}", __name__)
+    for export, module in _EXPORTS.items():
+        globals()[export] = getattr(importlib.import_module(f".{module}", __name__), export)
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

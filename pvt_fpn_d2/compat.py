@@ -102,18 +102,20 @@ def _cpu_worker(
 
 
 @contextlib.contextmanager
-def cocoeval_class(cls: type) -> Iterator[None]:
+def cocoeval_class(cls: type, max_dets_cls: Optional[type] = None) -> Iterator[None]:
     """
     Make detectron2's COCOEvaluator evaluate with ``cls`` (constructed as
     ``cls(coco_gt, coco_dt, iou_type)`` like pycocotools' COCOeval) inside this context.
     detectron2 (v0.6 and upstream) picks ``COCOeval``, or ``COCOevalMaxDets`` when
-    ``max_dets_per_image`` is not 100, from its ``coco_evaluation`` module at call time.
+    ``max_dets_per_image`` is not 100, from its ``coco_evaluation`` module at call time;
+    ``max_dets_cls`` replaces the latter (default: ``cls``).
     """
     names = [n for n in ("COCOeval", "COCOevalMaxDets") if hasattr(d2_coco_evaluation, n)]
     saved = {n: getattr(d2_coco_evaluation, n) for n in names}
     try:
         for n in names:
-            setattr(d2_coco_evaluation, n, cls)
+            use = max_dets_cls if n == "COCOevalMaxDets" and max_dets_cls else cls
+            setattr(d2_coco_evaluation, n, use)
         yield
     finally:
         for n, v in saved.items():

@@ -6,12 +6,24 @@ from typing import Dict, Optional
 
 import torch
 
+from omegaconf import OmegaConf
+
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.engine import SimpleTrainer
 from detectron2.utils import comm
 
-__all__ = ["Trainer", "NonFiniteLossError", "resolve_device", "check_classes"]
+from .data.validation import BOX_ONLY_CONFIGS
+from .mask_head import supports_boxes_without_masks
+
+__all__ = [
+    "Trainer",
+    "NonFiniteLossError",
+    "resolve_device",
+    "check_classes",
+    "check_data_fits_model",
+    "detections_per_image",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +83,79 @@ def check_classes(cfg, model: torch.nn.Module, splits=("train", "test")) -> None
             raise ValueError(
                 f"The training dataset {train!r} has classes {list(a)} but the test dataset "
                 f"{test!r} has {list(b)}: both need the same categories."
+            )
+
+
+def detections_per_image(model: torch.nn.Module):
+    """(detections a detector keeps per image, the config key that sets it), or (None, None)."""
+    model = getattr(model, "module", model)
+    if hasattr(model, "max_detections_per_image"):  # RetinaNet
+        return model.max_detections_per_image, "model.max_detections_per_image"
+    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    if isinstance(predictor, torch.nn.ModuleList):  # Cascade: the last stage decides
+        last = len(predictor) - 1
+        key = f"model.roi_heads.box_predictors.{last}.test_topk_per_image"
+        return predictor[last].test_topk_per_image, key
+    if predictor is not None:
+        return predictor.test_topk_per_image, "model.roi_heads.box_predictor.test_topk_per_image"
+    return None, None
+
+
+def _split_metadata(cfg, split: str):
+    if split not in cfg.dataloader or "dataset" not in cfg.dataloader[split]:
+        return None, None
+    names = instantiate(cfg.dataloader[split].dataset.names)
+    name = names if isinstance(names, str) else list(names)[0]
+    return name, MetadataCatalog.get(name)
+
+
+def check_data_fits_model(cfg, model: torch.nn.Module, splits=("train", "test")) -> None:
+    """
+    Before training or evaluation: stop if a mask model would train on a dataset without masks
+    (or on boxes without masks with a mask head that would learn them as rectangles), and warn
+    once per dataset when an image has more objects than the model keeps detections per image.
+    """
+    inner = getattr(model, "module", model)
+    roi_heads = getattr(inner, "roi_heads", None)
+    mask_on = bool(getattr(roi_heads, "mask_on", False))
+    limit, key = detections_per_image(model)
+    for split in splits:
+        name, meta = _split_metadata(cfg, split)
+        if meta is None:
+            continue
+        with_mask = meta.get("num_objects_with_mask", None)
+        without = meta.get("num_objects_without_mask", 0)
+        if split == "train" and mask_on and with_mask is not None and without:
+            if with_mask == 0:
+                raise ValueError(
+                    f"Dataset {name!r} has boxes but no masks, and this config trains Mask "
+                    f"R-CNN: it would learn no masks. Train a box-only config: {BOX_ONLY_CONFIGS}."
+                )
+            if not supports_boxes_without_masks(roi_heads.mask_head):
+                raise ValueError(
+                    f"Dataset {name!r} has {without} objects with a box and no mask, and the mask "
+                    f"head {type(roi_heads.mask_head).__name__} would learn them as rectangles: "
+                    "use pvt_fpn_d2.mask_head.PartialMaskRCNNConvUpsampleHead (the configs' "
+                    "default) or drop those annotations."
+                )
+            logger.info(
+                f"Dataset {name!r}: {without} of {with_mask + without} objects have a box and no "
+                "mask: they train the box and RPN heads, not the mask head."
+            )
+        most = meta.get("max_objects_per_image", 0)
+        if limit is not None and most > limit:
+            suggest = (most // 100 + 1) * 100
+            evaluator = cfg.dataloader.get("evaluator", None)
+            # the configs make the evaluator's limit follow the model's by interpolation
+            follows = evaluator is None or (
+                "max_dets_per_image" in evaluator
+                and OmegaConf.is_interpolation(evaluator, "max_dets_per_image")
+            )
+            logger.warning(
+                f"Dataset {name!r}: image {meta.get('max_objects_file')} has {most} objects but "
+                f"the model keeps {limit} detections per image, so the rest are never detected "
+                f"and evaluation counts them as missed. Raise it: {key}={suggest}"
+                + ("" if follows else f" dataloader.evaluator.max_dets_per_image={suggest}")
             )
 
 

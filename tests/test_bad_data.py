@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.utils.events import EventStorage
 
@@ -111,10 +111,18 @@ def test_duplicate_image_ids(tmp_path):
     _register_fails(data, path, images, "image 0: image id used by 2 images")
 
 
-def test_duplicate_annotation_ids(tmp_path):
+def test_duplicate_annotation_ids_are_renumbered(tmp_path):
     data, path, images = _dataset(tmp_path)
     data["annotations"][2]["id"] = 1
-    _register_fails(data, path, images, "annotation 1: annotation id used 2 times")
+    json_file = _write(data, path)
+    report = check_coco_dataset(json_file, images)
+    assert report.fatal == []
+    assert "annotations re-numbered 1..N: missing or repeated ids" in report.summary()
+    name = register_coco_json(f"dup_{next(_counter)}", json_file, images)
+    assert sum(len(d["annotations"]) for d in DatasetCatalog.get(name)) == 3
+    gt = json.loads(open(MetadataCatalog.get(name).json_file).read())  # what evaluation reads
+    assert sorted(a["id"] for a in gt["annotations"]) == [1, 2, 3]
+    assert json.loads(open(json_file).read()) == data  # the user's file is untouched
 
 
 def test_annotation_of_an_unknown_image(tmp_path):
@@ -266,11 +274,12 @@ def test_bad_boxes_polygons_and_rle_are_dropped_or_clipped(tmp_path, caplog):
         "annotation 100: box [5.0, 5.0, -4.0, 10.0] has no area",
         "annotation 101: box [200.0, 200.0, 10.0, 10.0] is outside",
         "annotation 102: box [70.0, 50.0, 30.0, 30.0] extends outside",
-        "annotation 103: no polygon has 3 or more points",
-        "annotation 104: empty segmentation",
+        "1 x: no polygon with 3 or more points: kept as a box",
         "annotation 200: RLE mask of size [10, 10] on an image of [64, 80]",
     ]:
         assert expected in text
+    # the two annotations without a usable mask stay as boxes, reported once
+    assert "masks: 2 of 9 objects have a box and no mask" in report.summary()
     name = register_coco_json(f"annos_{next(_counter)}", json_file, images)
     records = DatasetCatalog.get(name)
     with caplog.at_level(logging.WARNING, logger="pvt_fpn_d2.data.mapper"):

@@ -9,9 +9,14 @@ by instantiating it here, and the published size and COCO AP it targets.
 import glob
 import os
 
-from detectron2.config import LazyConfig, instantiate
+# known third-party notices are hidden by exact message before anything emits them
+from pvt_fpn_d2.cli import silence_known_warnings  # isort: skip
 
-from pvt_fpn_d2.model_zoo import PUBLISHED
+silence_known_warnings()
+
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+
+from pvt_fpn_d2.model_zoo import PUBLISHED  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

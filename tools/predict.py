@@ -15,11 +15,16 @@ the config (e.g. the dataset paths of a fine-tuning config, which give the class
 import argparse
 import logging
 
-from detectron2.config import LazyConfig
-from detectron2.utils.logger import setup_logger
+# known third-party notices are hidden by exact message before anything emits them
+from pvt_fpn_d2.cli import parse_args, silence_known_warnings  # isort: skip
 
-from pvt_fpn_d2.config import apply_overrides
-from pvt_fpn_d2.predict import Predictor, run_prediction
+silence_known_warnings()
+
+from detectron2.config import LazyConfig  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from pvt_fpn_d2.config import apply_overrides  # noqa: E402
+from pvt_fpn_d2.predict import Predictor, run_prediction  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -37,7 +42,7 @@ def main(argv=None) -> None:
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
     parser.add_argument("--max-images", type=int, default=None, help="only the first N images")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # options after the overrides count too
     setup_logger(name="pvt_fpn_d2")
     setup_logger(name="detectron2", abbrev_name="d2").setLevel(logging.WARNING)
 

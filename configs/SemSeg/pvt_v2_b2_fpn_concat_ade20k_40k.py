@@ -25,6 +25,8 @@ from detectron2.data import (
 from detectron2.evaluation import SemSegEvaluator
 from fvcore.common.param_scheduler import PolynomialDecayParamScheduler
 
+from pvt_fpn_d2.utils import default_num_workers
+
 from ..common.models.sem_seg_pvt_v2_fpn import model
 from ..common.optim import AdamW as optimizer
 from ..common.train import train
@@ -67,7 +69,7 @@ dataloader = dict(
             image_format="RGB",
         ),
         total_batch_size=32,
-        num_workers=4,
+        num_workers=default_num_workers(),
     ),
     test=L(build_detection_test_loader)(
         dataset=L(get_detection_dataset_dicts)(names="ade20k_sem_seg_val", filter_empty=False),
@@ -77,7 +79,7 @@ dataloader = dict(
             augmentations=[L(T.ResizeShortestEdge)(short_edge_length=512, max_size=2048)],
             image_format="${...train.mapper.image_format}",
         ),
-        num_workers=4,
+        num_workers=default_num_workers(),
     ),
     # mIoU, fwIoU, mACC, pACC and per-class IoU/ACC, against the original-size label PNGs
     evaluator=L(SemSegEvaluator)(dataset_name="${..test.dataset.names}"),

@@ -18,19 +18,42 @@ from pvt_fpn_d2.data import coco_json_num_classes, register_coco_json
 
 from ..COCO.mask_rcnn_pvt_v2_b0_fpn_1x import dataloader, model, optimizer, train
 
-# "???" = must be given on the command line
-dataset = dict(train_json="???", train_images="???", val_json="???", val_images="???")
+# "???" = must be given on the command line. Exports of annotation tools (Roboflow, CVAT,
+# Label Studio, labelme) load as they are: README "Bring your own data".
+dataset = dict(
+    train_json="???",
+    train_images="???",
+    val_json="???",
+    val_images="???",
+    # categories without a training annotation (Roboflow's placeholder category 0, labelme's
+    # _background_) are kept as classes unless dropped here; the check names them
+    drop_empty_categories=False,
+    # what iscrowd=1 masks are: "auto" (objects in a CVAT export, whose brush masks are all
+    # written so; crowd regions elsewhere), "objects" or "crowd"
+    crowd_masks="auto",
+)
 
 dataloader.train.dataset.names = L(register_coco_json)(
-    name="coco_json_train", json_file="${dataset.train_json}", image_root="${dataset.train_images}"
+    name="coco_json_train",
+    json_file="${dataset.train_json}",
+    image_root="${dataset.train_images}",
+    drop_empty_categories="${dataset.drop_empty_categories}",
+    crowd_masks="${dataset.crowd_masks}",
 )
 # Images without annotations: dropped for training (True) or kept as negatives (False)
 dataloader.train.dataset.filter_empty = True
 dataloader.test.dataset.names = L(register_coco_json)(
-    name="coco_json_val", json_file="${dataset.val_json}", image_root="${dataset.val_images}"
+    name="coco_json_val",
+    json_file="${dataset.val_json}",
+    image_root="${dataset.val_images}",
+    drop_empty_categories="${dataset.drop_empty_categories}",
+    classes_from="${dataset.train_json}",  # the same classes as training
+    crowd_masks="${dataset.crowd_masks}",
 )
 # One source of truth for the classes: the box and mask heads read them from the json
-model.roi_heads.num_classes = L(coco_json_num_classes)(json_file="${dataset.train_json}")
+model.roi_heads.num_classes = L(coco_json_num_classes)(
+    json_file="${dataset.train_json}", drop_empty_categories="${dataset.drop_empty_categories}"
+)
 
 # A short schedule for a small dataset: 6000 iterations of 8 images, decay by 10x at 2/3 and
 # 11/12 of training (the 1x shape), 250 warmup iterations. Scale with train.max_iter=...

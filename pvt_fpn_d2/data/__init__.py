@@ -1,6 +1,7 @@
 """Datasets: COCO-format registration and the synthetic dataset."""
 
 from .coco_json import coco_json_class_names, coco_json_num_classes, register_coco_json
+from .exports import PreparedCoco, prepare_coco
 from .synthetic import SYNTHETIC_CLASSES, generate_synthetic_coco
 from .mapper import DatasetMapper
 from .validation import BadImageError, DatasetError, check_coco_dataset, read_image

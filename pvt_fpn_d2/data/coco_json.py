@@ -1,16 +1,20 @@
 """
-Any COCO-format instance dataset (a json file and an image folder), registered from a config.
+Any COCO-format instance dataset (a json file and an image folder), registered from a config,
+including the exports of annotation tools (read as :mod:`pvt_fpn_d2.data.exports` says).
 
 The json is the one source of truth for the classes: :func:`register_coco_json` puts its class
 names and id mapping into the dataset's metadata, and :func:`coco_json_num_classes` gives the
 number of classes that the config passes to the box, mask and RetinaNet heads.
 """
 
+import atexit
 import json
 import logging
 import os
+import shutil
+import tempfile
 from functools import lru_cache
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
@@ -44,53 +48,79 @@ def _coco_json(path: str) -> Dict[str, Any]:
     return _read_json(os.path.abspath(path), os.path.getmtime(path))
 
 
-def _categories(path: str) -> List[Dict[str, Any]]:
-    cats = sorted(_coco_json(path)["categories"], key=lambda c: c["id"])
+def _categories(path: str, drop_empty_categories: bool = False) -> List[Dict[str, Any]]:
+    data = _coco_json(path)
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    if drop_empty_categories:
+        used = {a.get("category_id") for a in data["annotations"]}
+        cats = [c for c in cats if c["id"] in used]
     if not cats:
         raise ValueError(f"{path} has no categories: a detector needs at least one class.")
     return cats
 
 
-def coco_json_class_names(json_file: str) -> List[str]:
+def coco_json_class_names(json_file: str, drop_empty_categories: bool = False) -> List[str]:
     """Class names of a COCO json, ordered by category id (= the model's class indices)."""
-    return [c["name"] for c in _categories(json_file)]
+    return [c["name"] for c in _categories(json_file, drop_empty_categories)]
 
 
-def coco_json_num_classes(json_file: str) -> int:
-    """Number of classes of a COCO json: use it for the heads' ``num_classes`` in configs."""
-    return len(_categories(json_file))
+def coco_json_num_classes(json_file: str, drop_empty_categories: bool = False) -> int:
+    """Number of classes of a COCO json: use it for the heads' ``num_classes`` in configs.
+    With ``drop_empty_categories``, categories without annotations do not count."""
+    return len(_categories(json_file, drop_empty_categories))
 
 
-def _safe_for_cocoeval(data: Dict[str, Any]) -> Tuple[bool, str]:
-    ids = [a.get("id") for a in data["annotations"]]
-    if 0 in ids:
-        # pycocotools marks "unmatched" with 0, so an annotation id 0 is never matched
-        return False, "it has an annotation with id 0"
-    if len(set(ids)) != len(ids):
-        return False, "annotation ids are not unique"
-    return True, ""
+_TMP_DIR: Optional[str] = None
 
 
-def register_coco_json(name: str, json_file: str, image_root: str, check: str = "header") -> str:
+def _prepared_copy_dir() -> str:
+    """A folder for the prepared copies of this process, removed when the process exits."""
+    global _TMP_DIR
+    if _TMP_DIR is None or not os.path.isdir(_TMP_DIR):
+        _TMP_DIR = tempfile.mkdtemp(prefix="pvt_fpn_d2_datasets_")
+        owner = os.getpid()
+        # forked data-loader workers inherit atexit handlers: only the owner removes it
+        atexit.register(lambda d=_TMP_DIR: os.getpid() == owner and shutil.rmtree(d, True))
+    return _TMP_DIR
+
+
+def register_coco_json(
+    name: str,
+    json_file: str,
+    image_root: str,
+    check: str = "header",
+    *,
+    drop_empty_categories: bool = False,
+    classes_from: Optional[str] = None,
+    crowd_masks: str = "auto",
+) -> str:
     """
     Register a COCO-format instance dataset under ``name`` (idempotent) and return the name,
     so a config can write ``names=L(register_coco_json)(name=..., json_file=..., image_root=...)``.
 
-    Class names and the category-id mapping come from the json's ``categories``;
-    non-contiguous category ids are mapped to contiguous class indices, and image id 0 works.
+    The json may come from any annotation tool: it is read as
+    :func:`pvt_fpn_d2.data.exports.prepare_coco` says (file names resolved, ids fixed, missing
+    fields filled). When that changes anything, training and evaluation both read one prepared
+    copy, written to a temporary folder that is removed when the process exits; the json itself
+    is never modified. Class names and the category-id mapping come from the json's
+    ``categories``; non-contiguous category ids are mapped to contiguous class indices.
 
     The dataset is checked first (see :func:`pvt_fpn_d2.data.validation.check_coco_dataset`):
     problems that would stop or corrupt training raise :class:`DatasetError` listing them,
-    the others are logged.
+    the others are logged once per kind.
 
     Args:
         check: how the image files are checked: "header" (exists, readable header, size
             matches the json), "full" (decode every image), or "none".
+        drop_empty_categories: drop the categories without annotations (in ``classes_from``).
+        classes_from: the training json, when registering a validation json: the categories
+            dropped are the training json's empty ones.
+        crowd_masks: "auto", "objects" or "crowd": what ``iscrowd: 1`` masks are (see
+            :func:`~pvt_fpn_d2.data.exports.prepare_coco`).
     """
     if not os.path.isdir(image_root):
         raise FileNotFoundError(f"Dataset {name!r}: image folder {image_root!r} does not exist.")
     data = _coco_json(json_file)
-    cats = _categories(json_file)
     if name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
         if (meta.get("source_json"), meta.get("image_root")) == (json_file, image_root):
@@ -99,34 +129,47 @@ def register_coco_json(name: str, json_file: str, image_root: str, check: str = 
             f"Dataset name {name!r} is already registered for {meta.get('source_json')} and "
             f"{meta.get('image_root')}; use another name for {json_file}."
         )
-    report = check_coco_dataset(json_file, image_root, images=check, data=data)
+    report = check_coco_dataset(
+        json_file,
+        image_root,
+        images=check,
+        data=data,
+        drop_empty_categories=drop_empty_categories,
+        empty_categories_from=_coco_json(classes_from) if classes_from else None,
+        crowd_masks=crowd_masks,
+    )
     if report.fatal:
         raise DatasetError(
             f"Dataset {name!r} cannot be used for training:\n{report.summary(limit=20)}\n"
             f"Fix these, then check again with: python -m pvt_fpn_d2.check_dataset "
             f"--json {json_file} --images {image_root}"
         )
-    if report.problems:
-        logger.warning(f"Dataset {name!r}, handled while loading:\n{report.summary(limit=10)}")
-    DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
-    meta = dict(
+    prepared = report.prepared
+    # once per dataset: what was handled and how, then the facts (classes, masks, density)
+    (logger.warning if report.problems else logger.info)(f"Dataset {name!r}: {report.summary()}")
+    source = json_file
+    if prepared.changed:
+        source = os.path.join(_prepared_copy_dir(), f"{name}.json")
+        with open(source, "w") as f:
+            json.dump(prepared.data, f)
+    DatasetCatalog.register(name, lambda: load_coco_json(source, image_root, name))
+    cats = prepared.data["categories"]
+    MetadataCatalog.get(name).set(
         thing_classes=[c["name"] for c in cats],
         thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)},
         image_root=image_root,
         source_json=json_file,
+        json_file=source,  # COCOEvaluator reads the ground truth from here
         evaluator_type="coco",
+        num_objects_with_mask=prepared.num_with_mask,
+        num_objects_without_mask=prepared.num_without_mask,
+        max_objects_per_image=prepared.max_instances,
+        max_objects_file=prepared.max_instances_file,
     )
-    safe, why = _safe_for_cocoeval(data)
-    if safe:
-        meta["json_file"] = json_file  # COCOEvaluator reads the ground truth from here
-    else:
-        logger.warning(
-            f"Dataset {name!r}: {why}, which COCO evaluation cannot use as is; the evaluator "
-            "will use a converted copy with fresh annotation ids."
-        )
-    MetadataCatalog.get(name).set(**meta)
     logger.info(
-        f"Registered dataset {name!r}: {len(data['images'])} images, "
-        f"{len(data['annotations'])} annotations, {len(cats)} classes {meta['thing_classes']}"
+        f"Registered dataset {name!r}: {len(prepared.data['images'])} images, "
+        f"{len(prepared.data['annotations'])} annotations, {len(cats)} classes "
+        f"{[c['name'] for c in cats]}"
+        + (f" (read from a prepared copy: {source})" if prepared.changed else "")
     )
     return name

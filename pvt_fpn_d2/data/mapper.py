@@ -10,6 +10,7 @@ import torch
 from detectron2.data import DatasetMapper as D2DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
 
 from .validation import BadImageError, read_image
 
@@ -28,9 +29,11 @@ class DatasetMapper(D2DatasetMapper):
     * an image that cannot be read or does not match its json size is skipped in training
       with a warning naming the file (detectron2 then loads another image); in evaluation it
       is an error naming the file;
-    * annotations whose RLE mask does not match the image, or without a mask in a mask
-      model, are dropped with a warning; images with (non-crowd) RLE masks use bitmasks, the
-      others ``instance_mask_format``;
+    * annotations whose RLE mask does not match the image are dropped with a warning; images
+      with (non-crowd) RLE masks use bitmasks, the others ``instance_mask_format``;
+    * in a mask model, an annotation with a box and no mask is kept: ``gt_has_mask`` is False
+      for it (its ``gt_masks`` entry is a box-shaped placeholder), so it trains the box and RPN
+      heads and :class:`pvt_fpn_d2.mask_head.PartialMaskRCNNConvUpsampleHead` gives it no mask loss;
     * images without annotations give empty ``instances`` (the heads handle them).
 
     Keypoints and precomputed proposals are not supported (use detectron2's mapper).
@@ -97,14 +100,13 @@ class DatasetMapper(D2DatasetMapper):
             if not self.use_instance_mask:
                 obj.pop("segmentation", None)
             segm = obj.get("segmentation")
-            if self.use_instance_mask and not segm:
-                # detectron2 keeps an annotation with an empty segmentation without a mask;
-                # next to masked ones it would break annotations_to_instances
-                self._warn_once(
-                    (dataset_dict["file_name"], obj.get("id"), "nomask"),
-                    f"{dataset_dict['file_name']}: dropping an annotation without a mask",
-                )
-                continue
+            if self.use_instance_mask:
+                # a box without a mask trains the box and RPN heads; the mask head skips it
+                # (pvt_fpn_d2.mask_head), so its placeholder mask is never learned
+                obj["has_mask"] = bool(segm)
+                if not segm:
+                    x, y, bw, bh = BoxMode.convert(obj["bbox"], obj["bbox_mode"], BoxMode.XYWH_ABS)
+                    obj["segmentation"] = [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]
             if isinstance(segm, dict) and list(segm.get("size", [])) != [h, w]:
                 self._warn_once(
                     (dataset_dict["file_name"], obj.get("id"), str(segm.get("size"))),
@@ -117,6 +119,7 @@ class DatasetMapper(D2DatasetMapper):
         return keep
 
     def _to_instances(self, dataset_dict, annos, transforms, image_shape) -> None:
+        has_mask = [obj.pop("has_mask", True) for obj in annos]
         annos = [
             utils.transform_instance_annotations(obj, transforms, image_shape) for obj in annos
         ]
@@ -125,6 +128,8 @@ class DatasetMapper(D2DatasetMapper):
         if any(isinstance(a.get("segmentation"), np.ndarray) for a in annos):
             mask_format = "bitmask"
         instances = utils.annotations_to_instances(annos, image_shape, mask_format=mask_format)
+        if self.use_instance_mask:
+            instances.gt_has_mask = torch.tensor(has_mask, dtype=torch.bool)
         if self.recompute_boxes and instances.has("gt_masks"):
             instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
         dataset_dict["instances"] = utils.filter_empty_instances(instances)

@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from PIL import Image, ImageOps
 
+from .exports import PreparedCoco, prepare_coco
+
 __all__ = [
     "Problem",
     "DatasetReport",
@@ -49,6 +51,7 @@ class Problem:
     fatal: bool
     where: str  # a file, "annotation <id>", "image <id>" or the json itself
     message: str
+    kind: str = ""  # problems of one kind are reported together, once per dataset
 
     def __str__(self) -> str:
         return f"{'ERROR' if self.fatal else 'warning'}: {self.where}: {self.message}"
@@ -60,23 +63,36 @@ class DatasetReport:
     problems: List[Problem] = field(default_factory=list)
     num_images: int = 0
     num_annotations: int = 0
+    info: List[str] = field(default_factory=list)  # facts about the dataset, not problems
+    prepared: Optional[PreparedCoco] = None  # the dataset as training reads it
 
     @property
     def fatal(self) -> List[Problem]:
         return [p for p in self.problems if p.fatal]
 
-    def add(self, fatal: bool, where: str, message: str) -> None:
-        self.problems.append(Problem(fatal, str(where), message))
+    def add(self, fatal: bool, where: str, message: str, kind: str = "") -> None:
+        self.problems.append(Problem(fatal, str(where), message, kind))
 
     def summary(self, limit: Optional[int] = None) -> str:
-        shown = sorted(self.problems, key=lambda p: not p.fatal)[:limit]
+        """Errors one per line (at most ``limit``), warnings one line per kind, then facts."""
+        errors, groups = self.fatal, {}
+        for p in self.problems:
+            if not p.fatal:
+                groups.setdefault(p.kind or p.message, []).append(p)
         lines = [
             f"{self.json_file}: {self.num_images} images, {self.num_annotations} annotations, "
-            f"{len(self.fatal)} errors, {len(self.problems) - len(self.fatal)} warnings"
+            f"{len(errors)} errors, {len(self.problems) - len(errors)} warnings"
         ]
-        lines += [f"  {p}" for p in shown]
-        if limit is not None and len(self.problems) > limit:
-            lines.append(f"  ... and {len(self.problems) - limit} more")
+        lines += [f"  {p}" for p in errors[:limit]]
+        if limit is not None and len(errors) > limit:
+            lines.append(f"  ... and {len(errors) - limit} more errors")
+        for kind, group in groups.items():
+            if len(group) == 1:
+                lines.append(f"  {group[0]}")
+            else:
+                where = ", ".join(p.where for p in group[:3]) + (", ..." if len(group) > 3 else "")
+                lines.append(f"  warning: {len(group)} x {kind} ({where}; e.g. {group[0].message})")
+        lines += [f"  {line}" for line in self.info]
         return "\n".join(lines)
 
 
@@ -93,11 +109,9 @@ def _to_uint8(img: Image.Image) -> Image.Image:
 
 
 def _open(file_name: str, decode: bool) -> Image.Image:
+    """The opened image; the caller closes it (``with _open(...) as img``)."""
     try:
         img = Image.open(file_name)
-        if decode:
-            img.load()  # raises on truncated or corrupt data
-        return img
     except FileNotFoundError:
         raise BadImageError(
             f"{file_name}: file not found. Fix file_name or add the image."
@@ -106,6 +120,16 @@ def _open(file_name: str, decode: bool) -> Image.Image:
         raise BadImageError(
             f"{file_name}: cannot read the image ({e}). Re-export it or remove it from the json."
         ) from None
+    if decode:
+        try:
+            img.load()  # raises on truncated or corrupt data
+        except (OSError, SyntaxError, ValueError) as e:
+            img.close()
+            raise BadImageError(
+                f"{file_name}: cannot read the image ({e}). Re-export it or remove it from the "
+                "json."
+            ) from None
+    return img
 
 
 def read_image(file_name: str, format: str = "RGB") -> np.ndarray:
@@ -116,56 +140,107 @@ def read_image(file_name: str, format: str = "RGB") -> np.ndarray:
     Returns:
         (H, W, 3) uint8 array in ``format`` ("RGB" or "BGR"), or (H, W, 1) for "L".
     """
-    img = _open(file_name, decode=True)
-    img = _to_uint8(ImageOps.exif_transpose(img))
-    if format == "L":
-        return np.asarray(img.convert("L"))[:, :, None]
-    arr = np.asarray(img.convert("RGB"))
+    with _open(file_name, decode=True) as opened:
+        img = _to_uint8(ImageOps.exif_transpose(opened))
+        if format == "L":
+            return np.asarray(img.convert("L"))[:, :, None]
+        arr = np.asarray(img.convert("RGB"))
     return arr[:, :, ::-1] if format == "BGR" else arr
 
 
-def _image_size(file_name: str, decode: bool) -> tuple:
-    """(height, width) as the model sees it (after EXIF orientation)."""
-    img = _open(file_name, decode)
-    w, h = img.size
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # malformed EXIF: PIL reads the pixels anyway, without rotation
-        orientation = 1
+def image_size(file_name: str, decode: bool = False) -> tuple:
+    """(height, width) as the model sees it (after EXIF orientation); reads only the header
+    unless ``decode``."""
+    with _open(file_name, decode) as img:
+        w, h = img.size
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+        except Exception:  # malformed EXIF: PIL reads the pixels anyway, without rotation
+            orientation = 1
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
 def _check_segmentation(report, ann, where, h, w) -> None:
+    """Masks the loader cannot use (boxes without masks are reported once, in the facts)."""
     segm = ann.get("segmentation")
-    if segm is None:
+    if isinstance(segm, list) or segm is None:
         return
-    if isinstance(segm, list):
-        valid = [p for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
-        if not segm:
-            report.add(False, where, "empty segmentation: the annotation is ignored")
-        elif not valid:
-            report.add(False, where, "no polygon has 3 or more points: the annotation is ignored")
-        elif len(valid) < len(segm):
-            report.add(False, where, "polygons with fewer than 3 points are dropped")
-    elif isinstance(segm, dict):
+    if isinstance(segm, dict):
         size = segm.get("size")
         if not (isinstance(size, list) and len(size) == 2 and "counts" in segm):
-            report.add(False, where, "malformed RLE (needs 'size' and 'counts'): ignored")
+            report.add(
+                False,
+                where,
+                "malformed RLE (needs 'size' and 'counts'): the mask is ignored",
+                kind="malformed RLE masks",
+            )
         elif h is not None and list(size) != [h, w]:
             report.add(
                 False,
                 where,
                 f"RLE mask of size {size} on an image of {[h, w]}: the annotation is dropped",
+                kind="RLE masks of another size than their image: dropped",
             )
     else:
-        report.add(False, where, f"segmentation of type {type(segm).__name__}: ignored")
+        report.add(
+            False,
+            where,
+            f"segmentation of type {type(segm).__name__}: the mask is ignored",
+            kind="segmentations of an unknown type",
+        )
+
+
+BOX_ONLY_CONFIGS = (
+    "configs/finetune/faster_rcnn_pvt_v2_b0_fpn_coco_json.py or "
+    "configs/finetune/retinanet_pvt_v2_b0_fpn_coco_json.py"
+)
+
+
+def masks_fact(prepared: PreparedCoco) -> str:
+    """One line: what each config family does with the dataset's boxes that have no mask."""
+    n, k = prepared.num_with_mask + prepared.num_without_mask, prepared.num_without_mask
+    if k == 0:
+        return f"masks: all {n} objects have a mask"
+    if k == n:
+        return (
+            f"masks: none of the {n} objects has a mask (boxes only): train a box-only config "
+            f"({BOX_ONLY_CONFIGS}); a Mask R-CNN config stops before training"
+        )
+    return (
+        f"masks: {k} of {n} objects have a box and no mask: Mask R-CNN and Cascade configs train "
+        "them in the box and RPN heads only (no mask loss for them); box-only configs "
+        "(Faster R-CNN, RetinaNet) use every box"
+    )
+
+
+def _category_list(cats) -> str:
+    return ", ".join(f"{c.get('id')} {c.get('name')!r}" for c in cats)
+
+
+def _placeholder_hint(prepared: PreparedCoco, cats) -> str:
+    """Roboflow's placeholder: an empty category that is the supercategory of all the others."""
+    all_cats = prepared.data["categories"] + prepared.dropped_categories
+    for c in cats:
+        others = [o for o in all_cats if o is not c]
+        if others and all(o.get("supercategory") == c.get("name") for o in others):
+            return f" ({c.get('name')!r} is the supercategory of all the others: a placeholder)"
+    return ""
 
 
 def check_coco_dataset(
-    json_file: str, image_root: str, images: str = "header", data: Optional[Dict] = None
+    json_file: str,
+    image_root: str,
+    images: str = "header",
+    data: Optional[Dict] = None,
+    *,
+    drop_empty_categories: bool = False,
+    empty_categories_from: Optional[Dict] = None,
+    crowd_masks: str = "auto",
+    prepared: Optional[PreparedCoco] = None,
 ) -> DatasetReport:
     """
-    Check a COCO instance dataset and report every problem.
+    Check a COCO instance dataset as the loader reads it (after
+    :func:`pvt_fpn_d2.data.exports.prepare_coco`) and report every problem, once per kind.
 
     Args:
         json_file: the COCO json.
@@ -173,6 +248,12 @@ def check_coco_dataset(
         images: "full" decodes every image (finds truncated files), "header" reads only the
             headers (existence, format, size, EXIF orientation), "none" skips the files.
         data: the json already loaded (optional).
+        drop_empty_categories, empty_categories_from, crowd_masks: as
+            :func:`~pvt_fpn_d2.data.exports.prepare_coco`.
+        prepared: the prepared dataset, if already made from ``data``.
+
+    Returns:
+        The report; ``report.prepared`` is the dataset as training reads it.
     """
     report = DatasetReport(json_file)
     if data is None:
@@ -197,67 +278,94 @@ def check_coco_dataset(
     for cid, n in Counter(cat_ids).items():
         if n > 1:
             report.add(True, json_file, f"category id {cid} is defined {n} times")
-
     image_ids = [im.get("id") for im in data["images"]]
     for iid, n in Counter(image_ids).items():
         if n > 1:
             report.add(True, f"image {iid}", f"image id used by {n} images; ids must be unique")
+    if report.fatal:
+        return report
+
+    if prepared is None:
+        prepared = prepare_coco(
+            data,
+            image_root,
+            drop_empty_categories=drop_empty_categories,
+            empty_categories_from=empty_categories_from,
+            crowd_masks=crowd_masks,
+            resolve_files=images != "none",
+        )
+    report.prepared = prepared
+    if prepared.tool:
+        report.info.append(
+            f"export: looks like {prepared.tool}'s; read as the README's 'Bring your own data' says"
+        )
+    for kind, count, message in prepared.notes:
+        report.add(False, f"{count} x", message, kind=kind)
+    data = prepared.data
+
     sizes: Dict[Any, tuple] = {}
     annotated = {a.get("image_id") for a in data["annotations"]}
     for im in data["images"]:
         where = f"image {im.get('id')}"
-        if not all(k in im for k in ("id", "file_name", "height", "width")):
-            report.add(True, where, "needs 'id', 'file_name', 'height' and 'width'")
+        path = os.path.join(image_root, str(im.get("file_name")))
+        if "id" not in im or not isinstance(im.get("file_name"), str):
+            report.add(True, where, "needs 'id' and 'file_name'")
             continue
-        h, w = im["height"], im["width"]
-        sizes[im["id"]] = (h, w)
-        path = os.path.join(image_root, im["file_name"])
         if images != "none":
             try:
-                fh, fw = _image_size(path, decode=images == "full")
+                fh, fw = image_size(path, decode=images == "full")
             except BadImageError as e:
-                report.add(True, path, str(e).split(": ", 1)[1])
+                message = str(e).split(": ", 1)[1]
+                if "not found" in message:
+                    message = (
+                        f"file not found in {image_root} (nor any ending of the path, in any "
+                        "letter case): fix file_name or --images / dataset.*_images"
+                    )
+                report.add(True, path, message)
                 continue
-            if (fh, fw) != (h, w):
-                rotated = (fw, fh) == (h, w)
-                report.add(
-                    True,
-                    path,
-                    f"the json says {h}x{w} (HxW) but the image is {fh}x{fw}"
-                    + (" after its EXIF rotation" if rotated else "")
-                    + ": fix height/width in the json (and the annotations, if they were made "
-                    "on the other orientation)",
-                )
+        h, w = im.get("height"), im.get("width")
+        if not (isinstance(h, int) and isinstance(w, int)):
+            report.add(True, where, f"needs integer 'height' and 'width', got {h!r} and {w!r}")
+            continue
+        sizes[im["id"]] = (h, w)
+        if images != "none" and (fh, fw) != (h, w):
+            rotated = (fw, fh) == (h, w)
+            report.add(
+                True,
+                path,
+                f"the json says {h}x{w} (HxW) but the image is {fh}x{fw}"
+                + (" after its EXIF rotation" if rotated else "")
+                + ": fix height/width in the json (and the annotations, if they were made "
+                "on the other orientation)",
+            )
         if min(h, w) < MIN_IMAGE_SIZE:
             report.add(
-                False, path, f"only {h}x{w} px: it is upscaled by the resize or padded to 32"
+                False,
+                path,
+                f"only {h}x{w} px: it is upscaled by the resize or padded to 32",
+                kind="images under 32 px",
             )
         if max(h, w) / max(min(h, w), 1) > MAX_ASPECT_RATIO:
-            report.add(False, path, f"extreme aspect ratio {h}x{w}: the short side becomes tiny")
+            report.add(
+                False,
+                path,
+                f"extreme aspect ratio {h}x{w}: the short side becomes tiny",
+                kind="images of extreme aspect ratio",
+            )
         if im["id"] not in annotated:
             report.add(
                 False,
                 where,
                 "no annotations: dropped from training unless filter_empty=False; evaluated",
+                kind="images without annotations",
             )
 
-    ann_ids = [a.get("id") for a in data["annotations"]]
-    for aid, n in Counter(ann_ids).items():
-        if n > 1:
-            report.add(
-                True, f"annotation {aid}", f"annotation id used {n} times; ids must be unique"
-            )
-    if 0 in ann_ids:
-        report.add(
-            False,
-            "annotation 0",
-            "annotation id 0 (pycocotools' 'unmatched' marker): evaluation uses a re-numbered copy",
-        )
-    known_cats = set(cat_ids)
+    known_cats = {c.get("id") for c in data["categories"]}
     for a in data["annotations"]:
         where = f"annotation {a.get('id')}"
         if a.get("image_id") not in sizes:
-            report.add(True, where, f"image_id {a.get('image_id')} is not in 'images'")
+            if a.get("image_id") not in {im.get("id") for im in data["images"]}:
+                report.add(True, where, f"image_id {a.get('image_id')} is not in 'images'")
             continue
         if a.get("category_id") not in known_cats:
             report.add(
@@ -273,10 +381,54 @@ def check_coco_dataset(
         else:
             x, y, bw, bh = bbox
             if bw <= 0 or bh <= 0:
-                report.add(False, where, f"box {bbox} has no area: the annotation is dropped")
+                report.add(
+                    False,
+                    where,
+                    f"box {bbox} has no area: the annotation is dropped",
+                    kind="boxes without area: dropped",
+                )
             elif x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
-                report.add(False, where, f"box {bbox} is outside the {h}x{w} image: dropped")
+                report.add(
+                    False,
+                    where,
+                    f"box {bbox} is outside the {h}x{w} image: dropped",
+                    kind="boxes outside their image: dropped",
+                )
             elif x < 0 or y < 0 or x + bw > w or y + bh > h:
-                report.add(False, where, f"box {bbox} extends outside the {h}x{w} image: clipped")
+                report.add(
+                    False,
+                    where,
+                    f"box {bbox} extends outside the {h}x{w} image: clipped",
+                    kind="boxes past the image edge: clipped",
+                )
         _check_segmentation(report, a, where, h, w)
+
+    cats = data["categories"]
+    report.info.append(f"classes: {len(cats)}: {[c.get('name') for c in cats]}")
+    if prepared.dropped_categories:
+        report.info.append(
+            "dropped categories without annotations (drop_empty_categories): "
+            + _category_list(prepared.dropped_categories)
+        )
+    elif prepared.empty_categories:
+        report.add(
+            False,
+            "categories",
+            f"no annotation in category {_category_list(prepared.empty_categories)}"
+            + _placeholder_hint(prepared, prepared.empty_categories)
+            + ": a class the model cannot learn, an empty row in the AP table. Drop with "
+            "dataset.drop_empty_categories=True (check_dataset --drop-empty-categories)",
+            kind="categories without annotations",
+        )
+    report.info.append(masks_fact(prepared))
+    if prepared.max_instances:
+        report.info.append(
+            f"most objects in one image: {prepared.max_instances} ({prepared.max_instances_file})"
+            + (
+                "; detectors keep 100 detections per image by default: train_net.py names the "
+                "key that raises it"
+                if prepared.max_instances > 100
+                else ""
+            )
+        )
     return report

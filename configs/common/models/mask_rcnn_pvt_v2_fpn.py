@@ -4,6 +4,7 @@ from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config
 
 from pvt_fpn_d2 import PVTv2Backbone
+from pvt_fpn_d2.mask_head import PartialMaskRCNNConvUpsampleHead
 
 from ..data.constants import constants
 
@@ -19,3 +20,6 @@ model.backbone.bottom_up = L(PVTv2Backbone)(
 model.pixel_mean = constants["imagenet_rgb256_mean"]
 model.pixel_std = constants["imagenet_rgb256_std"]
 model.input_format = "RGB"
+# detectron2's mask head whose loss skips objects that have a box and no mask (they still
+# train the box and RPN heads): real datasets mix both
+model.roi_heads.mask_head._target_ = PartialMaskRCNNConvUpsampleHead
