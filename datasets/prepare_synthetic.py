@@ -22,7 +22,12 @@ import json
 import logging
 import time
 
-from pvt_fpn_d2.data.synthetic import generate_synthetic_coco
+# known third-party notices are hidden by exact message before anything emits them
+from pvt_fpn_d2.cli import silence_known_warnings  # isort: skip
+
+silence_known_warnings()
+
+from pvt_fpn_d2.data.synthetic import generate_synthetic_coco  # noqa: E402
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-output/demo}
 ARGS=${ARGS:-}
 CONFIG=configs/synthetic/mask_rcnn_pvt_v2_b0_fpn_synthetic.py
-export PYTHONWARNINGS=ignore
 
 start=$(date +%s)
 if [ -e "$OUT" ]; then
