@@ -58,6 +58,20 @@ def _compressed_rle(b, size=(H, W)) -> Dict:
     return {"counts": rle["counts"].decode("ascii"), "size": list(size)}
 
 
+def _flavour(json_file, images, category_ids, objects, crowd=0, masks=True, opts=()) -> Dict:
+    """What a test needs of an export: its files, the config overrides it needs, what the
+    loader must find (category ids, objects and crowd regions) and whether it has masks."""
+    return dict(
+        json=json_file,
+        images=images,
+        opts=list(opts),
+        category_ids=category_ids,
+        masks=masks,
+        objects=objects,
+        crowd=crowd,
+    )
+
+
 def _write(root: Path, data: Dict, name="annotations.json") -> str:
     path = root / name
     path.write_text(json.dumps(data))
@@ -119,14 +133,8 @@ def roboflow(root: Path) -> Dict:
         "annotations": anns,
     }
     js = _write(root / "train", data, "_annotations.coco.json")
-    return dict(
-        json=js,
-        images=str(root / "train"),
-        opts=["dataset.drop_empty_categories=True"],
-        category_ids={1, 2},
-        masks=True,
-        objects=12,
-        crowd=0,
+    return _flavour(
+        js, str(root / "train"), {1, 2}, 12, opts=["dataset.drop_empty_categories=True"]
     )
 
 
@@ -186,15 +194,7 @@ def cvat(root: Path) -> Dict:
     }
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     js = _write(root / "annotations", data, "instances_val.json")
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={1, 2},
-        masks=True,
-        objects=12,
-        crowd=0,
-    )
+    return _flavour(js, str(root / "images"), {1, 2}, 12)
 
 
 def label_studio(root: Path) -> Dict:
@@ -240,15 +240,7 @@ def label_studio(root: Path) -> Dict:
         },
     }
     js = _write(root, data, "result.json")
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={0, 1},
-        masks=True,
-        objects=8,
-        crowd=0,
-    )
+    return _flavour(js, str(root / "images"), {0, 1}, 8)
 
 
 def labelme(root: Path) -> Dict:
@@ -300,15 +292,7 @@ def labelme(root: Path) -> Dict:
         ],
     }
     js = _write(root, data)
-    return dict(
-        json=js,
-        images=str(root),
-        opts=["dataset.drop_empty_categories=True"],
-        category_ids={1, 2},
-        masks=True,
-        objects=8,
-        crowd=0,
-    )
+    return _flavour(js, str(root), {1, 2}, 8, opts=["dataset.drop_empty_categories=True"])
 
 
 def crowd_rle(root: Path) -> Dict:
@@ -317,15 +301,7 @@ def crowd_rle(root: Path) -> Dict:
     for a in data["annotations"][::3]:
         a.update(iscrowd=1, segmentation=_compressed_rle(a["bbox"]))
     js = _write(root, data)
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={1, 2},
-        masks=True,
-        objects=8,
-        crowd=4,
-    )
+    return _flavour(js, str(root / "images"), {1, 2}, 8, crowd=4)
 
 
 def boxes_only(root: Path) -> Dict:
@@ -337,15 +313,7 @@ def boxes_only(root: Path) -> Dict:
         else:
             del a["segmentation"]
     js = _write(root, data)
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={1, 2},
-        masks=False,
-        objects=12,
-        crowd=0,
-    )
+    return _flavour(js, str(root / "images"), {1, 2}, 12, masks=False)
 
 
 def missing_fields(root: Path) -> Dict:
@@ -356,15 +324,7 @@ def missing_fields(root: Path) -> Dict:
     for im in data["images"]:
         del im["width"], im["height"]
     js = _write(root, data)
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={1, 2},
-        masks=True,
-        objects=12,
-        crowd=0,
-    )
+    return _flavour(js, str(root / "images"), {1, 2}, 12)
 
 
 def odd_ids(root: Path) -> Dict:
@@ -377,15 +337,7 @@ def odd_ids(root: Path) -> Dict:
     for a in data["annotations"]:
         a["image_id"] = remap[a["image_id"]]
     js = _write(root, data)
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={3, 7, 12},
-        masks=True,
-        objects=12,
-        crowd=0,
-    )
+    return _flavour(js, str(root / "images"), {3, 7, 12}, 12)
 
 
 def upper_case(root: Path) -> Dict:
@@ -400,15 +352,7 @@ def upper_case(root: Path) -> Dict:
         src.unlink()
         im["file_name"] = dst.name if k == 0 else f"IMG_{k:04d}.jpg"
     js = _write(root, data)
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={1, 2},
-        masks=True,
-        objects=12,
-        crowd=0,
-    )
+    return _flavour(js, str(root / "images"), {1, 2}, 12)
 
 
 def _plain(root: Path, seed: int, cats=(1, 2), num_images=4, per_image=3) -> Dict:
@@ -463,15 +407,7 @@ def dense(root: Path, num_objects: int = 320) -> Dict:
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
     }
     js = _write(root, data)
-    return dict(
-        json=js,
-        images=str(root / "images"),
-        opts=[],
-        category_ids={1, 2},
-        masks=True,
-        objects=323,
-        crowd=0,
-    )
+    return _flavour(js, str(root / "images"), {1, 2}, 323)
 
 
 FLAVOURS = {
