@@ -28,7 +28,7 @@ from pvt_fpn_d2.data import (
 )
 from pvt_fpn_d2.engine import check_classes
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env
 
 H, W = 64, 80
 _counter = iter(range(10**6))
@@ -162,6 +162,7 @@ def test_corrupt_truncated_jpeg(tmp_path, caplog):
         ],
         capture_output=True,
         text=True,
+        env=subprocess_env(),
         cwd=REPO,
     )
     assert r.returncode == 1 and "2.jpg" in r.stdout and "FAILED" in r.stdout

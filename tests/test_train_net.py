@@ -9,7 +9,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from .conftest import REPO, metrics, run_train_net, tiny_config
+from .conftest import REPO, metrics, run_train_net, subprocess_env, tiny_config
 
 
 def test_train_checkpoint_eval_only_and_resume(tmp_path, tiny_dataset):
@@ -113,6 +113,7 @@ def test_predict_writes_pictures_and_coco_json(tmp_path, tiny_dataset):
         ],
         capture_output=True,
         text=True,
+        env=subprocess_env(),
         cwd=REPO,
     )
     assert r.returncode == 0, r.stderr[-3000:]
