@@ -293,8 +293,12 @@ def test_images_without_annotations_train_and_evaluate(tmp_path):
     _train_step(records, tmp_path)  # and mixed with annotated ones
 
 
-@pytest.mark.parametrize("size", [(20, 24), (16, 400)])
-def test_tiny_and_extreme_aspect_images_train(tmp_path, size):
+@pytest.mark.parametrize(
+    "size, small, extreme",
+    [((20, 24), True, False), ((40, 480), False, True), ((16, 400), True, True)],
+    ids=["small", "extreme-aspect", "both"],
+)
+def test_tiny_and_extreme_aspect_images_train(tmp_path, size, small, extreme):
     h, w = size
     (tmp_path / "images").mkdir()
     Image.fromarray(np.full((h, w, 3), 120, np.uint8)).save(tmp_path / "images" / "0.png")
@@ -315,7 +319,8 @@ def test_tiny_and_extreme_aspect_images_train(tmp_path, size):
     }
     json_file = _write(data, tmp_path / "a.json")
     warnings = "\n".join(map(str, check_coco_dataset(json_file, str(tmp_path / "images")).problems))
-    assert ("upscaled" in warnings) if min(size) < 32 else ("extreme aspect ratio" in warnings)
+    assert ("upscaled" in warnings) == small, warnings
+    assert (f"extreme aspect ratio {h}x{w}" in warnings) == extreme, warnings
     name = register_coco_json(f"tiny_{next(_counter)}", json_file, str(tmp_path / "images"))
     _train_step(DatasetCatalog.get(name) * 2, tmp_path)
 
