@@ -48,10 +48,10 @@ def tiny_dataset(tmp_path_factory):
     return generate_synthetic_coco(str(root), num_train=8, num_val=3, image_size=96, semantic=False)
 
 
-def tiny_config(tmp_path, dataset, **train):
-    """The fine-tuning config pointed at a dataset, shrunk to run in seconds on a CPU; saved
-    as ``tmp_path/config.yaml`` for ``train_net.py --config-file``."""
-    cfg = LazyConfig.load(str(REPO / "configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py"))
+def tiny_config(tmp_path, dataset, config="mask_rcnn_pvt_v2_b0_fpn_coco_json.py", **train):
+    """A fine-tuning config (``configs/finetune/<config>``) pointed at a dataset, shrunk to run in
+    seconds on a CPU; saved as ``tmp_path/config.yaml`` for ``train_net.py --config-file``."""
+    cfg = LazyConfig.load(str(REPO / "configs/finetune" / config))
     cfg.dataset.update(
         train_json=dataset["train"]["json_file"],
         train_images=dataset["train"]["image_root"],
@@ -63,8 +63,9 @@ def tiny_config(tmp_path, dataset, **train):
         resize.short_edge_length, resize.max_size = 96, 128
         cfg.dataloader[split].num_workers = 0
     cfg.dataloader.train.total_batch_size = 2
-    cfg.model.proposal_generator.post_nms_topk = (200, 50)
-    cfg.model.roi_heads.batch_size_per_image = 32
+    if "roi_heads" in cfg.model:  # R-CNNs; RetinaNet has no proposals to cut
+        cfg.model.proposal_generator.post_nms_topk = (200, 50)
+        cfg.model.roi_heads.batch_size_per_image = 32
     cfg.train.update(
         init_checkpoint="",
         output_dir=str(tmp_path / "out"),
