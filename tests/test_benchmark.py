@@ -129,15 +129,15 @@ def test_time_alternating_runs_abba_and_ratios():
 
 
 def test_timing_recovers_a_known_ratio():
-    """Against a clock the tool does not own: callables that sleep 60 ms (A) and 20 ms (B) must
+    """Against a clock the tool does not own: callables that sleep 150 ms (A) and 50 ms (B) must
     come out as A/B = 3, not 1 (nothing timed) or 1/3 (swapped). A loaded machine wakes sleepers
     late by a few ms, hence the margins."""
     times = time_alternating(
-        [lambda: time.sleep(0.06), lambda: time.sleep(0.02)], iters=5, warmup=0, sync=lambda: None
+        [lambda: time.sleep(0.15), lambda: time.sleep(0.05)], iters=5, warmup=0, sync=lambda: None
     )
     r = pair_ratio_stats(*times)
-    assert 2.2 < r["median_of_ratios"] < 3.3, r
-    assert 59 < 1000 * min(times[0]) < 75 and 19 < 1000 * min(times[1]) < 35, times
+    assert 2.4 < r["median_of_ratios"] < 3.1, r
+    assert 149 < 1000 * min(times[0]) < 170 and 49 < 1000 * min(times[1]) < 70, times
 
 
 def test_component_breakdown_recovers_known_times():
@@ -155,20 +155,20 @@ def test_component_breakdown_recovers_known_times():
             time.sleep(self.seconds)
 
     model = torch.nn.Module()
-    model.backbone = Sleep(0.01, inner=Sleep(0.03))  # bottom-up 30 ms, FPN 10 ms
-    model.proposal_generator, model.roi_heads = Sleep(0.005), Sleep(0.02)
+    model.backbone = Sleep(0.02, inner=Sleep(0.06))  # bottom-up 60 ms, FPN 20 ms
+    model.proposal_generator, model.roi_heads = Sleep(0.01), Sleep(0.04)
     timer = ComponentTimer(model, sync=lambda: None)
     for _ in range(5):
         t0 = time.perf_counter()
         model.backbone(), model.proposal_generator(), model.roi_heads()
-        time.sleep(0.005)  # "other": outside every part
+        time.sleep(0.01)  # "other": outside every part
         timer.end_iteration(time.perf_counter() - t0)
     parts = timer.summary()
-    expected = {"bottom_up": 30, "fpn": 10, "proposal_generator": 5, "roi_heads": 20, "other": 5}
+    expected = {"bottom_up": 60, "fpn": 20, "proposal_generator": 10, "roi_heads": 40, "other": 10}
     for k, ms in expected.items():
-        assert ms - 1 < parts[k]["ms"] < ms + 8, (k, parts)  # "fpn": a difference of two
-    assert 70 <= parts["total"]["ms"] < 85
-    assert parts["bottom_up"]["share"] == pytest.approx(30 / 70, abs=0.05)
+        assert ms - 1 < parts[k]["ms"] < ms + 10, (k, parts)  # "fpn": a difference of two
+    assert 140 <= parts["total"]["ms"] < 165
+    assert parts["bottom_up"]["share"] == pytest.approx(60 / 140, abs=0.05)
 
 
 def test_backbone_task_vs_timm_is_exact(tmp_path):
