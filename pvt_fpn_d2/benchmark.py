@@ -6,7 +6,7 @@ Tasks:
 
 * ``backbone``: ``model.backbone.bottom_up`` alone (PVT-v2 or detectron2's ResNet) in eval mode on
   a (B, 3, H, W) tensor padded to a multiple of 32. With ``vs_timm`` the :class:`PVTv2Backbone`
-  wrapper is timed against timm's ``forward_intermediates`` called directly with the same weights.
+  wrapper is timed against timm's patch embedding and stages called one by one, same weights.
 * ``inference``: the whole model in eval mode on a list of B images, with a per-component
   breakdown (bottom-up, FPN, proposal generator, ROI heads, other) from forward hooks.
 * ``train``: one training step (forward, backward, AdamW step) on synthetic targets; the losses of
@@ -311,6 +311,46 @@ def attention_modules(module) -> List[Any]:
     from timm.models.pvt_v2 import Attention
 
     return [m for m in module.modules() if isinstance(m, Attention)]
+
+
+class SavedActivations:
+    """
+    Bytes of the activations autograd keeps for the backward pass inside one module's forward
+    (``torch.autograd.graph.saved_tensors_hooks`` entered and left by forward hooks): distinct
+    storages, the module's own parameters excluded. Activation checkpointing shows here as what
+    it is, tensors not kept, whatever the process's peak memory does.
+    """
+
+    def __init__(self, module):
+        import torch
+
+        self.bytes = 0
+        self._seen = set()
+        self._params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+        self._context = None
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._handles = [
+            module.register_forward_pre_hook(self._enter),
+            module.register_forward_hook(self._exit),
+        ]
+
+    def _pack(self, t):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self._seen and ptr not in self._params:
+            self._seen.add(ptr)
+            self.bytes += storage.nbytes()
+        return t
+
+    def _enter(self, module, args):
+        self._hooks.__enter__()
+
+    def _exit(self, module, args, output):
+        self._hooks.__exit__(None, None, None)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
 
 
 def _num_classes(model) -> int:
@@ -758,10 +798,13 @@ class _Runner:
         if first:
             # the same random state for every model's first step: equal losses for equal models
             torch.manual_seed(self.s.seed + 1)
+            saved = SavedActivations(self.model.backbone.bottom_up)
         with self.storage, _autocast(self.s.device, self.s.amp):
             loss_dict = self.model(self.inputs)
         losses = sum(loss_dict.values())
         if first:
+            saved.remove()
+            self.info["bottom_up_saved_activations_mb"] = saved.bytes / 2**20
             self.first_losses = {k: float(v.detach()) for k, v in loss_dict.items()}
             self.first_losses["total"] = float(losses.detach())
         self.optimizer.zero_grad(set_to_none=True)
@@ -798,8 +841,10 @@ class _Runner:
 
 
 def _timm_reference(backbone, device: str):
-    """timm's own pvt_v2 model holding the wrapper's weights, and a call of its
-    ``forward_intermediates`` as the wrapper makes it."""
+    """timm's own pvt_v2 model (unpruned) holding the wrapper's weights, and a forward that calls
+    its patch embedding and stages one by one, keeping the wrapper's stages. It does not go
+    through ``forward_intermediates``, the wrapper's path, so a wrapper that picked, ordered or
+    computed its outputs differently from timm's stages would show a difference."""
     import timm
     import torch
 
@@ -815,9 +860,13 @@ def _timm_reference(backbone, device: str):
     indices = list(backbone._out_indices)
 
     def forward(x):
-        return ref.forward_intermediates(
-            x, indices=indices, intermediates_only=True, stop_early=True
-        )
+        outs = []
+        x = ref.patch_embed(x)
+        for i, stage in enumerate(ref.stages[: max(indices) + 1]):
+            x = stage(x)
+            if i in indices:
+                outs.append(x)
+        return outs
 
     return ref, forward
 
@@ -917,7 +966,7 @@ def _child_main(job: Dict[str, Any]) -> Dict[str, Any]:
             ours = list(wrapper.model(wrapper.inputs).values())
             theirs = ref_forward(wrapper.inputs)
         diff = _max_abs_diff(ours, theirs)
-        timm_entry = {"label": f"timm {wrapper.model.name}.forward_intermediates"}
+        timm_entry = {"label": f"timm {wrapper.model.name} stages called one by one"}
         timm_entry.update(latency_stats(times[-1], s.batch_size))
         result["vs_timm"] = {
             "timm": timm_entry,
@@ -1124,6 +1173,9 @@ def run_benchmark(
                 else None
             ),
             "time_ratio": result["comparison"]["latency"],
+            # what autograd keeps of the bottom-up network's activations (exact, not a peak)
+            "saved_activations_ratio": ckpt["bottom_up_saved_activations_mb"]
+            / plain["bottom_up_saved_activations_mb"],
             "max_loss_diff_separate_processes": max(abs(la[k] - lb[k]) for k in lb),
             "max_loss_diff_same_process": max(abs(lc[k] - lp[k]) for k in lp),
             "determinism": "both models are built and stepped from the same seeds (torch RNG "
@@ -1474,7 +1526,7 @@ def format_report(result: Dict[str, Any]) -> str:
         v = result["vs_timm"]
         r = v["time_ratio_wrapper_over_timm"]
         lines.append(
-            f"wrapper vs timm forward_intermediates: time ratio wrapper/timm "
+            f"wrapper vs timm's stages called directly: time ratio wrapper/timm "
             f"{r['median_of_ratios']:.4f} (p10 {r['p10']:.4f}, p90 {r['p90']:.4f}; ratio of "
             f"medians {r['ratio_of_medians']:.4f}, of minimums {r['ratio_of_mins']:.4f}); timm median "
             f"{v['timm']['latency_ms']['median']:.1f} ms; max |output diff| {v['max_abs_diff']:.3g}"
@@ -1501,6 +1553,13 @@ def format_report(result: Dict[str, Any]) -> str:
             + f"), time ratio {a['time_ratio']['median_of_ratios']:.3f}; max first-step loss "
             f"difference {a['max_loss_diff_separate_processes']:.3g} (separate processes), "
             f"{a['max_loss_diff_same_process']:.3g} (same process)"
+        )
+        ckpt, plain = models
+        lines.append(
+            f"  activations the bottom-up network keeps for backward: "
+            f"{ckpt['bottom_up_saved_activations_mb']:.1f} MB with, "
+            f"{plain['bottom_up_saved_activations_mb']:.1f} MB without "
+            f"(ratio {a['saved_activations_ratio']:.3f})"
         )
         lines.append(f"  determinism: {a['determinism']}")
     for m, n in zip(models, names):

@@ -28,7 +28,7 @@ from pvt_fpn_d2.data import (
 )
 from pvt_fpn_d2.engine import check_classes
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env
 
 H, W = 64, 80
 _counter = iter(range(10**6))
@@ -170,6 +170,7 @@ def test_corrupt_truncated_jpeg(tmp_path, caplog):
         ],
         capture_output=True,
         text=True,
+        env=subprocess_env(),
         cwd=REPO,
     )
     assert r.returncode == 1 and "2.jpg" in r.stdout and "FAILED" in r.stdout
@@ -301,8 +302,12 @@ def test_images_without_annotations_train_and_evaluate(tmp_path):
     _train_step(records, tmp_path)  # and mixed with annotated ones
 
 
-@pytest.mark.parametrize("size", [(20, 24), (16, 400)])
-def test_tiny_and_extreme_aspect_images_train(tmp_path, size):
+@pytest.mark.parametrize(
+    "size, small, extreme",
+    [((20, 24), True, False), ((40, 480), False, True), ((16, 400), True, True)],
+    ids=["small", "extreme-aspect", "both"],
+)
+def test_tiny_and_extreme_aspect_images_train(tmp_path, size, small, extreme):
     h, w = size
     (tmp_path / "images").mkdir()
     Image.fromarray(np.full((h, w, 3), 120, np.uint8)).save(tmp_path / "images" / "0.png")
@@ -323,7 +328,8 @@ def test_tiny_and_extreme_aspect_images_train(tmp_path, size):
     }
     json_file = _write(data, tmp_path / "a.json")
     warnings = "\n".join(map(str, check_coco_dataset(json_file, str(tmp_path / "images")).problems))
-    assert ("upscaled" in warnings) if min(size) < 32 else ("extreme aspect ratio" in warnings)
+    assert ("upscaled" in warnings) == small, warnings
+    assert (f"extreme aspect ratio {h}x{w}" in warnings) == extreme, warnings
     name = register_coco_json(f"tiny_{next(_counter)}", json_file, str(tmp_path / "images"))
     _train_step(DatasetCatalog.get(name) * 2, tmp_path)
 

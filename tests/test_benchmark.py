@@ -4,12 +4,16 @@
 import importlib.util
 import json
 import math
+import time
 
 import pytest
 import torch
 
 from pvt_fpn_d2 import PVT_V2_VARIANTS, PVTv2Backbone
 from pvt_fpn_d2.benchmark import (
+    ComponentTimer,
+    _max_abs_diff,
+    _timm_reference,
     attention_modules,
     pair_ratio_stats,
     run_eval_benchmark,
@@ -124,6 +128,49 @@ def test_time_alternating_runs_abba_and_ratios():
     assert r["median_of_ratios"] == 2.0 and r["ratio_of_medians"] == 2.0
 
 
+def test_timing_recovers_a_known_ratio():
+    """Against a clock the tool does not own: callables that sleep 150 ms (A) and 50 ms (B) must
+    come out as A/B = 3, not 1 (nothing timed) or 1/3 (swapped). A loaded machine wakes sleepers
+    late by a few ms, hence the margins."""
+    times = time_alternating(
+        [lambda: time.sleep(0.15), lambda: time.sleep(0.05)], iters=5, warmup=0, sync=lambda: None
+    )
+    r = pair_ratio_stats(*times)
+    assert 2.4 < r["median_of_ratios"] < 3.1, r
+    assert 149 < 1000 * min(times[0]) < 170 and 49 < 1000 * min(times[1]) < 70, times
+
+
+def test_component_breakdown_recovers_known_times():
+    """The inference breakdown (bottom-up, FPN, proposals, ROI heads, other) on a stand-in
+    detector whose parts sleep for known times."""
+
+    class Sleep(torch.nn.Module):
+        def __init__(self, seconds, inner=None):
+            super().__init__()
+            self.seconds, self.bottom_up = seconds, inner
+
+        def forward(self):
+            if self.bottom_up is not None:
+                self.bottom_up()
+            time.sleep(self.seconds)
+
+    model = torch.nn.Module()
+    model.backbone = Sleep(0.02, inner=Sleep(0.06))  # bottom-up 60 ms, FPN 20 ms
+    model.proposal_generator, model.roi_heads = Sleep(0.01), Sleep(0.04)
+    timer = ComponentTimer(model, sync=lambda: None)
+    for _ in range(5):
+        t0 = time.perf_counter()
+        model.backbone(), model.proposal_generator(), model.roi_heads()
+        time.sleep(0.01)  # "other": outside every part
+        timer.end_iteration(time.perf_counter() - t0)
+    parts = timer.summary()
+    expected = {"bottom_up": 60, "fpn": 20, "proposal_generator": 10, "roi_heads": 40, "other": 10}
+    for k, ms in expected.items():
+        assert ms - 1 < parts[k]["ms"] < ms + 10, (k, parts)  # "fpn": a difference of two
+    assert 140 <= parts["total"]["ms"] < 165
+    assert parts["bottom_up"]["share"] == pytest.approx(60 / 140, abs=0.05)
+
+
 def test_backbone_task_vs_timm_is_exact(tmp_path):
     r = _run(tmp_path, "--config-file", B0, "--task", "backbone", "--vs-timm", *TINY)
     assert ENVIRONMENT_KEYS <= set(r["environment"])
@@ -137,9 +184,28 @@ def test_backbone_task_vs_timm_is_exact(tmp_path):
     assert 0.03 < entry["gflops"] < 0.2
     assert "aten::scaled_dot_product_attention" not in entry["unsupported_ops"]
     v = r["vs_timm"]
+    # timm's stages called one by one, not the wrapper's forward_intermediates: equal to the bit
     assert v["max_abs_diff"] == 0.0
-    assert v["time_ratio_wrapper_over_timm"]["median_of_ratios"] > 0
     assert len(v["timm"]["latency_ms"]["all"]) == 2
+
+
+def test_vs_timm_reference_is_independent_of_the_wrapper_path(monkeypatch):
+    """The --vs-timm comparison can fail: a forward_intermediates that computed something else
+    changes the wrapper's outputs and not the reference's."""
+    from timm.models.pvt_v2 import PyramidVisionTransformerV2
+
+    backbone = PVTv2Backbone("pvt_v2_b0").eval()
+    _, reference = _timm_reference(backbone, "cpu")
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert _max_abs_diff(backbone(x).values(), reference(x)) == 0.0
+        original = PyramidVisionTransformerV2.forward_intermediates
+
+        def off_by_a_little(self, *args, **kwargs):
+            return [t + 1e-3 for t in original(self, *args, **kwargs)]
+
+        monkeypatch.setattr(PyramidVisionTransformerV2, "forward_intermediates", off_by_a_little)
+        assert _max_abs_diff(backbone(x).values(), reference(x)) == pytest.approx(1e-3, rel=1e-2)
 
 
 def test_backbone_task_channels_last_against_default_layout(tmp_path):
@@ -158,9 +224,9 @@ def test_backbone_task_channels_last_against_default_layout(tmp_path):
     )
     a, b = r["models"]
     assert a["channels_last"] is True and b["channels_last"] is False
-    # same architecture: B gets A's weights and both see the same input
-    assert 0 <= r["outputs_a_vs_b"]["max_abs_diff"] < 1e-4
-    assert r["comparison"]["latency"]["median_of_ratios"] > 0
+    # same architecture: B gets A's weights and both see the same input; the outputs differ in
+    # the last digits (other convolution kernels), so B really ran the other layout
+    assert 0 < r["outputs_a_vs_b"]["max_abs_diff"] < 1e-4
 
 
 def test_inference_task_compares_with_r50_and_breaks_down(tmp_path):
@@ -193,12 +259,11 @@ def test_inference_task_compares_with_r50_and_breaks_down(tmp_path):
     assert a["label"] == "mask_rcnn_pvt_v2_b0_fpn_1x"
     assert b["label"] == "detectron2:R50-FPN [model.roi_heads.box_predictor.test_topk_per_image=5]"
     assert a["bottom_up"] == "PVTv2Backbone" and b["bottom_up"] == "ResNet"
+    # the models measured are the ones named: the README's b0 size, detectron2's R50-FPN's
+    assert a["params_m"] == pytest.approx(23.446, abs=1e-3)
+    assert b["params_m"] == pytest.approx(44.343, abs=1e-3)  # Mask R-CNN R50-FPN, 80 classes
     c = r["comparison"]
     assert c["direction"].startswith("A/B")
-    assert c["latency"]["ratio_of_medians"] == pytest.approx(
-        a["latency_ms"]["median"] / b["latency_ms"]["median"]
-    )
-    assert c["params_ratio"] == pytest.approx(a["params_m"] / b["params_m"])
     assert set(c["components_ms_ratio"]) >= {"bottom_up", "roi_heads"}
 
 
@@ -231,21 +296,24 @@ def test_train_task_act_checkpoint_gives_equal_losses(tmp_path):
     a = r["act_checkpoint"]
     assert a["max_loss_diff_separate_processes"] < 1e-5
     assert a["max_loss_diff_same_process"] < 1e-5
-    assert a["peak_memory_ratio"] == pytest.approx(ckpt["peak_memory_mb"] / plain["peak_memory_mb"])
-    assert a["time_ratio"]["median_of_ratios"] > 0
+    # what autograd keeps of the backbone's activations at least halves (peak RSS at 64x96 is
+    # mostly the process itself; the README's -69.5% is measured at 800x1333)
+    assert a["saved_activations_ratio"] <= 0.5, a
+    assert plain["bottom_up_saved_activations_mb"] > 1
 
 
-def test_eval_task_fast_equals_pycocotools(tmp_path):
-    r = _run(tmp_path, "--task", "eval", "--num-images", "20", "--instances", "5")
-    e = r["eval"]
+def test_eval_task_fast_equals_pycocotools_and_is_faster(tmp_path):
+    args = ["--task", "eval", "--num-images", "20", "--instances", "5", "--iters", "3"]
+    e = _run(tmp_path, *args, "--warmup", "1")["eval"]
     assert (e["num_images"], e["gt_instances"]) == (20, 100)
-    assert e["max_abs_stat_diff"] < 1e-3
+    assert e["max_abs_stat_diff"] <= 1e-9  # the README's "identical"
     for iou_type in ("bbox", "segm"):
         t = e["per_type"][iou_type]
         assert len(t["pycocotools_stats"]) == len(t["faster_coco_eval_stats"]) == 12
         assert 0.1 < t["pycocotools_stats"][0] < 0.9  # a meaningful AP, not -1 or 0
-        assert t["pycocotools_s"] > 0 and t["faster_coco_eval_s"] > 0
-    assert e["speedup"] == pytest.approx(e["pycocotools_s"] / e["faster_coco_eval_s"])
+    # faster even on this small set (3.4x measured; 5.1x on the README's 500 images): a fast
+    # path that fell back to pycocotools would give ~1
+    assert e["speedup"] > 1.5, e
 
 
 def test_eval_detects_a_difference_between_implementations(monkeypatch):

@@ -17,16 +17,15 @@ from pvt_fpn_d2 import PVTCheckpointer
 from pvt_fpn_d2.engine import NonFiniteLossError, Trainer
 from pvt_fpn_d2.weights import UnsafeCheckpointError
 
-from .conftest import REPO, metrics, run_train_net, tiny_config
+from .conftest import REPO, metrics, run_train_net, subprocess_env, tiny_config
 
 
 def _start(config, *overrides):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.Popen(
         [sys.executable, str(REPO / "train_net.py"), "--config-file", str(config), *overrides],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
+        env=subprocess_env(),
         cwd=REPO,
     )
 

@@ -34,7 +34,7 @@ from pvt_fpn_d2.semantic import (
     register_sem_seg_folder,
 )
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env
 
 CLASSES = ["background"] + list(SYNTHETIC_CLASSES)
 CONFIGS = REPO / "configs" / "SemSeg"
@@ -420,7 +420,7 @@ def test_train_net_trains_and_evaluates_a_synthetic_config(tiny, tmp_path):
         f"train.output_dir={out}",
     ]
     # one thread: pytest runs two workers on two cores
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    env = subprocess_env(OMP_NUM_THREADS="1")
     r = subprocess.run(
         [sys.executable, str(REPO / "train_net.py"), *map(str, args)],
         capture_output=True,

@@ -1,6 +1,7 @@
 """train_net.py end to end on tiny data: train, checkpoint, eval-only, resume, DDP on CPU (#4)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -9,13 +10,22 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from .conftest import REPO, metrics, run_train_net, tiny_config
+from .conftest import REPO, metrics, run_train_net, subprocess_env, tiny_config
+
+
+def _predictions(path):
+    """The evaluator's coco_instances_results.json, in a fixed order."""
+    rows = json.loads(path.read_text())
+    return sorted(rows, key=lambda r: (r["image_id"], -r["score"], r["bbox"]))
 
 
 def test_train_checkpoint_eval_only_and_resume(tmp_path, tiny_dataset):
     config = tiny_config(tmp_path, tiny_dataset)
     out = tmp_path / "out"
-    run_train_net("--config-file", config)
+    # every detection is kept and written: after 4 iterations the APs are ~0, the predictions
+    # are what tells one set of weights from another
+    keep_all = "model.roi_heads.box_predictor.test_score_thresh=0.0"
+    run_train_net("--config-file", config, keep_all, f"dataloader.evaluator.output_dir={out}")
     assert {"model_0000001.pth", "model_0000003.pth", "model_final.pth", "last_checkpoint"} <= set(
         os.listdir(out)
     )
@@ -31,16 +41,29 @@ def test_train_checkpoint_eval_only_and_resume(tmp_path, tiny_dataset):
     assert set(results) == {"bbox", "segm"} and "AP" in results["segm"]
     assert (out / "model_best.pth").is_file()  # kept by the default metric segm/AP
 
-    # --eval-only on the saved checkpoint returns bbox and segm AP
+    # --eval-only on the saved checkpoint: the same predictions as the evaluation at the end of
+    # training (the final weights), hence the same AP tables
     r = run_train_net(
         "--config-file",
         config,
         "--eval-only",
+        keep_all,
         f"train.init_checkpoint={out / 'model_final.pth'}",
         f"train.output_dir={tmp_path / 'eval'}",
+        f"dataloader.evaluator.output_dir={tmp_path / 'eval'}",
     )
+    during, after = (
+        _predictions(d / "coco_instances_results.json") for d in (out, tmp_path / "eval")
+    )
+    assert len(during) == len(after) > 3 * 50  # 3 images, up to 100 detections each
+    for a, b in zip(during, after):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3)
     again = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
-    assert again["segm"]["AP"] == pytest.approx(results["segm"]["AP"], abs=1e-6)
+    for task in ("bbox", "segm"):
+        for k, v in results[task].items():
+            assert again[task][k] == pytest.approx(v, abs=1e-6, nan_ok=True), (task, k)
     assert "copypaste: Task: segm" in r.stdout + r.stderr
 
     # --resume with a longer schedule continues at iteration 4, not 0
@@ -52,18 +75,67 @@ def test_train_checkpoint_eval_only_and_resume(tmp_path, tiny_dataset):
     assert "grad_scaler" in state["trainer"] and "optimizer" in state["trainer"]
 
 
-def test_two_cpu_processes_with_gloo(tmp_path, tiny_dataset):
-    config = tiny_config(tmp_path, tiny_dataset, max_iter=2, eval_period=100)
-    run_train_net(
-        "--config-file",
-        config,
-        "--num-gpus",
-        "2",
-        "--dist-url",
-        "auto",
-        "train.checkpointer.period=100",
+def test_same_seed_gives_the_same_losses(tmp_path, tiny_dataset):
+    """train.seed repeats a run: 3 iterations, every loss equal; another seed gives others."""
+    losses = {}
+    for run, seed, iters in [("a", 0, 3), ("b", 0, 3), ("c", 1, 1)]:
+        (tmp_path / run).mkdir()
+        config = tiny_config(tmp_path / run, tiny_dataset, max_iter=iters, eval_period=100)
+        run_train_net("--config-file", config, f"train.seed={seed}")
+        rows = [m for m in metrics(tmp_path / run / "out") if "total_loss" in m]
+        losses[run] = [{k: v for k, v in m.items() if "loss" in k} for m in rows]
+    assert len(losses["a"]) == 3 and len(losses["a"][0]) == 6  # 5 losses and their total
+    assert losses["a"] == losses["b"]
+    assert losses["c"][0]["total_loss"] != losses["a"][0]["total_loss"]
+
+
+def test_retinanet_finetune_config_trains_and_evaluates(tmp_path, tiny_dataset):
+    config = tiny_config(
+        tmp_path, tiny_dataset, "retinanet_pvt_v2_b0_fpn_coco_json.py", max_iter=3, eval_period=3
     )
+    # RetinaNet's scores start at its prior (0.01): keep them all, or 3 iterations predict nothing
+    r = run_train_net("--config-file", config, "model.test_score_thresh=0.0")
+    assert "3 classes ['circle', 'triangle', 'square']" in r.stdout + r.stderr
     out = tmp_path / "out"
+    assert [m["iteration"] for m in metrics(out) if "loss_cls" in m] == [0, 1, 2]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert set(results) == {"bbox"} and {"AP", "AP-circle", "AP-square"} <= set(results["bbox"])
+    assert math.isfinite(results["bbox"]["AP"])
+    assert (out / "model_best.pth").is_file()  # kept by bbox/AP
+    state = torch.load(out / "model_final.pth", weights_only=True)["model"]
+    assert state["head.cls_score.weight"].shape[0] == 9 * 3  # 9 anchors x the json's 3 classes
+
+
+def test_two_cpu_processes_with_gloo_hold_identical_weights(tmp_path, tiny_dataset):
+    config = tiny_config(tmp_path, tiny_dataset, max_iter=2, eval_period=100)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tests/ddp_rank_weights.py"),
+            "--config-file",
+            str(config),
+            "--num-gpus",
+            "2",
+            "--dist-url",
+            "auto",
+            "train.checkpointer.period=100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=subprocess_env(RANK_WEIGHTS_DIR=str(tmp_path)),
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    out = tmp_path / "out"
+    # the ranks started from different random weights (seed + rank) and saw different images:
+    # only DDP (broadcast, then averaged gradients) makes them equal after 2 iterations
+    ranks = [torch.load(tmp_path / f"weights_rank{i}.pth", weights_only=True) for i in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    different = [k for k in ranks[0] if not torch.equal(ranks[0][k], ranks[1][k])]
+    assert different == []
+    saved = torch.load(out / "model_final.pth", weights_only=True)["model"]
+    assert all(torch.equal(saved[k], v) for k, v in ranks[0].items())
     checkpoints = sorted(f for f in os.listdir(out) if f.endswith(".pth"))
     # one periodic checkpoint, plus the best one kept by the evaluation at the end
     assert checkpoints == ["model_best.pth", "model_final.pth"]
@@ -113,6 +185,7 @@ def test_predict_writes_pictures_and_coco_json(tmp_path, tiny_dataset):
         ],
         capture_output=True,
         text=True,
+        env=subprocess_env(),
         cwd=REPO,
     )
     assert r.returncode == 0, r.stderr[-3000:]

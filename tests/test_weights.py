@@ -23,7 +23,7 @@ from pvt_fpn_d2.weights import (
     read_checkpoint,
 )
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env
 from .weight_formats import official_to_hf, timm_to_features_only, timm_to_official
 
 FORMATS = ["official", "timm_pth", "timm_safetensors", "timm_features_only", "hf", "hf_wrapped"]
@@ -138,6 +138,7 @@ def test_converter_output_loads_with_plain_detectron2_checkpointer(tmp_path, fmt
             [sys.executable, str(REPO / "tools/convert_pvt_v2_weights.py"), str(raw), str(out)],
             capture_output=True,
             text=True,
+            env=subprocess_env(),
         )
         assert r.returncode == 0, r.stderr
         assert "pvt_v2_b0, official format" in r.stdout

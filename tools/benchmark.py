@@ -6,7 +6,7 @@ and the fast COCO evaluation. Models get random weights: nothing is downloaded.
   # PVT-v2-b2 bottom-up network against detectron2's ResNet-50, 800x1333, alternated A B B A ...
   python tools/benchmark.py --config-file configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py \\
       --task backbone --compare detectron2:R50-FPN
-  # the PVTv2Backbone wrapper against timm's forward_intermediates (same weights and input)
+  # the PVTv2Backbone wrapper against timm's stages called one by one (same weights and input)
   python tools/benchmark.py --config-file configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py \\
       --task backbone --vs-timm
   # whole Mask R-CNN in eval mode, with a per-component breakdown
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vs-timm",
         action="store_true",
-        help="backbone task: time the PVTv2Backbone wrapper against timm's forward_intermediates",
+        help="backbone task: time the PVTv2Backbone wrapper against timm's stages called directly",
     )
     parser.add_argument(
         "--act-checkpoint",

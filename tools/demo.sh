@@ -6,12 +6,18 @@
 #   PY      the interpreter (default .venv/bin/python)
 #   OUT     output folder (default output/demo); an existing one is moved aside, not deleted
 #   ARGS    extra train_net.py overrides, e.g. ARGS="train.max_iter=100"
+#   DATA    where the synthetic dataset is written (default datasets/synthetic)
+#   SYNTHETIC_ARGS  extra datasets/prepare_synthetic.py options, e.g. "--num-train 8"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-output/demo}
 ARGS=${ARGS:-}
+DATA=${DATA:-datasets/synthetic}
+SYNTHETIC_ARGS=${SYNTHETIC_ARGS:-}
 CONFIG=configs/synthetic/mask_rcnn_pvt_v2_b0_fpn_synthetic.py
+DATASET="dataset.train_json=$DATA/train/annotations.json dataset.train_images=$DATA/train/images"
+DATASET="$DATASET dataset.val_json=$DATA/val/annotations.json dataset.val_images=$DATA/val/images"
 
 start=$(date +%s)
 if [ -e "$OUT" ]; then
@@ -20,11 +26,13 @@ if [ -e "$OUT" ]; then
     mv "$OUT" "$old"
 fi
 
-"$PY" datasets/prepare_synthetic.py --out datasets/synthetic
 # shellcheck disable=SC2086
-"$PY" train_net.py --config-file "$CONFIG" train.output_dir="$OUT" $ARGS
+"$PY" datasets/prepare_synthetic.py --out "$DATA" $SYNTHETIC_ARGS
+# shellcheck disable=SC2086
+"$PY" train_net.py --config-file "$CONFIG" train.output_dir="$OUT" $DATASET $ARGS
+# shellcheck disable=SC2086
 "$PY" tools/predict.py --config-file "$CONFIG" --checkpoint "$OUT/model_final.pth" \
-    --input datasets/synthetic/val/images --max-images 8 --output "$OUT/predictions"
+    --input "$DATA/val/images" --max-images 8 --output "$OUT/predictions" $DATASET
 "$PY" tools/plot_losses.py "$OUT/metrics.json" "$OUT/losses.png"
 
 "$PY" - "$OUT" "$start" <<'PY'

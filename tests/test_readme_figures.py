@@ -1,0 +1,425 @@
+"""
+Every figure in the README, re-measured by the command the README names and compared with the
+README's own text (issue #20).
+
+The deterministic figures (the model-zoo sizes, attention blocks) are checked by `make test`.
+The measurements are marked ``benchmark`` and left out of `make test` (setup.cfg); run them on
+an idle machine like the README's (2-core CPU, no GPU), one figure or all:
+
+  python -m pytest -m benchmark -s tests/test_readme_figures.py -k eval_speed   # ~1 min
+  python -m pytest -m benchmark -s tests/test_readme_figures.py                # ~2 h
+
+Each prints "figure: measured M, README R" lines and fails when a figure is off by more than
+TOLERANCE.
+"""
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import REPO, subprocess_env, tiny_config
+
+#: The one tolerance of the measured figures: a re-run may differ from the README by this fraction
+#: of the README's value (times, ratios, memory, and AP or mIoU after CPU training, which move
+#: with the machine, its load and its thread count). Counts, sizes and GFLOPs are exact: equal to
+#: the README's printed digits.
+TOLERANCE = 0.25
+
+README = (REPO / "README.md").read_text()
+B0 = "configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py"
+B2 = "configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py"
+CONFIGS = {"b0": B0, "b2": B2}
+CL = "model.backbone.bottom_up.channels_last="
+# the README's settings: 2 torch threads, fp32, 800x1333, batch 1
+THREADS = ["--threads", "2"]
+
+
+N = r"(\d+(?:\.\d+)?)"  # a number
+ROW4 = r" \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \|"
+#: Where each figure is in the README's text (one match each; a line break is \s+).
+FIGURES = {
+    "attention": r"`F.scaled_dot_product_attention` \((\d+) in\s+b2, (\d+) in b0",
+    "eval": rf"bbox {N} s vs {N} s \({N}x\), segm {N} s vs {N} s\s+\({N}x\), together {N}x",
+    "eval_detections": r"\(([\d,]+) detections\)",
+    "backbone_b0": rf"\| PVT-v2-b0 \| {N} \| {N}x \| {N}x \| \*\*{N}x\*\* \((\d+) ms vs (\d+) ms\)",
+    "backbone_b2": rf"\| PVT-v2-b2 \| {N} \| {N}x \| {N}x \| \*\*{N}x\*\* \((\d+) ms vs (\d+) ms\)",
+    "vs_timm": rf"the time ratio is\s+{N} and the outputs are identical \(max difference 0\)",
+    "channels_last": rf"b2 {N}x the time, b0 {N}x, peak memory -(\d+)% and\s+-(\d+)%, outputs "
+    r"equal to ([\d.e-]+) \(b2\) and ([\d.e-]+) \(b0\)",
+    "bottom-up": r"\| bottom-up" + ROW4,
+    "FPN": r"\| FPN" + ROW4,
+    "proposal generator": r"\| proposal generator" + ROW4,
+    "ROI heads": r"\| ROI heads" + ROW4,
+    "total": r"\| total \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|",
+    "whole_ratio": rf"\*\*latency ratio to R50\*\* \| \*\*{N}x\*\* \| \| \*\*{N}x\*\*",
+    "whole_b2_default": rf"whole-model ratio of b2 is {N}x \(bottom-up (\d+)% of its time\)",
+    "act_checkpoint": r"peak memory \(process RSS\)\s+(\d+) MB -> (\d+) MB \(-([\d.]+)%\) for "
+    r"(\d+)% more time, first-step losses identical \(difference 0\)",
+    "amp": r"evaluation of the tiny test set: (\d+) s\s+against (\d+) s for bf16",
+    "demo_wall": r"\*\*(\d+) min (\d+) s wall time\*\*",
+    "demo_steps": rf"(\d+) iterations\s+of 4 images in (\d+) min (\d+) s at {N} s/iteration, "
+    r"evaluation of the 50 validation images in (\d+) s",
+    "demo_bbox": r"\| bbox \| " + r" \| ".join([N] * 8) + r" \|",
+    "demo_segm": r"\| segm \| " + r" \| ".join([N] * 8) + r" \|",
+    "semantic": rf"reached mIoU {N} \(pixel accuracy {N}; IoU background {N}, circle {N}, "
+    rf"triangle {N},\s+square {N}\) on the 50 validation images at iteration 500 of its 1000, "
+    r"after (\d+) min (\d+) s",
+    "fruits_nuts": rf"10 iterations took (\d+) min (\d+) s\s+at 800x1067, and evaluation printed "
+    rf"bbox AP {N} / segm AP {N}",
+}
+
+
+def readme(figure: str):
+    """The numbers of a README figure (FIGURES), as floats."""
+    found = re.findall(FIGURES[figure], README)
+    assert len(found) == 1, f"README: {len(found)} matches of {figure!r}: {FIGURES[figure]!r}"
+    groups = found[0] if isinstance(found[0], tuple) else (found[0],)
+    return [float(g.replace(",", "")) for g in groups]
+
+
+class Figures:
+    """Measured figures against the README's, printed, then checked together."""
+
+    def __init__(self):
+        self.rows = []
+
+    def close(self, name, measured, readme_value):
+        ok = abs(measured - readme_value) <= TOLERANCE * abs(readme_value)
+        self.rows.append((name, measured, readme_value, ok, f"within {TOLERANCE:.0%}"))
+
+    def exact(self, name, measured, readme_value, digits=None):
+        rounded = measured if digits is None else round(measured, digits)
+        self.rows.append((name, measured, readme_value, rounded == readme_value, "exact"))
+
+    def check(self):
+        for name, m, r, ok, how in self.rows:
+            print(f"{'ok  ' if ok else 'OFF '} {name}: measured {m:.4g}, README {r:g} ({how})")
+        off = [row[0] for row in self.rows if not row[3]]
+        assert not off, f"figures off the README: {off}"
+
+
+def benchmark(*args) -> dict:
+    """tools/benchmark.py with these arguments, in this process; its figures."""
+    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools/benchmark.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.main([*map(str, args)])
+
+
+def _seconds(text: str) -> float:
+    """'0:08:42' or '0:00:03.912' -> seconds."""
+    h, m, s = text.split(":")
+    return 3600 * int(h) + 60 * int(m) + float(s)
+
+
+# ------------------------------------------------------------------------- exact, in make test
+
+
+@pytest.mark.parametrize("figure", FIGURES)
+def test_the_benchmarks_find_their_figure_in_the_readme(figure):
+    """A README edit that moves a figure out of a benchmark's sight fails here, in make test."""
+    assert readme(figure)
+
+
+def test_model_zoo_table_is_what_the_configs_build():
+    """The README's table is `python tools/model_zoo_table.py`'s output, row for row."""
+    spec = importlib.util.spec_from_file_location("table", REPO / "tools/model_zoo_table.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rows = tool.table()
+    assert len(rows) == 2 + 16
+    missing = [row for row in rows if row not in README.splitlines()]
+    assert missing == [], "README rows differ from tools/model_zoo_table.py"
+
+
+def test_attention_blocks_of_b0_and_b2():
+    import torch
+
+    from pvt_fpn_d2 import PVTv2Backbone
+    from pvt_fpn_d2.benchmark import attention_modules
+
+    b2, b0 = readme("attention")
+    with torch.device("meta"):
+        assert len(attention_modules(PVTv2Backbone("pvt_v2_b2"))) == b2
+        assert len(attention_modules(PVTv2Backbone("pvt_v2_b0"))) == b0
+
+
+# ------------------------------------------------------------------------ measured: benchmark
+
+
+@pytest.mark.benchmark
+def test_eval_speedup():
+    """`python tools/benchmark.py --task eval` (about 1 min)."""
+    bbox_fast, bbox_py, bbox_x, segm_fast, segm_py, segm_x, both = readme("eval")
+    (detections,) = readme("eval_detections")
+    e = benchmark("--task", "eval")["eval"]
+    f = Figures()
+    f.exact("detections", e["detections"], detections)
+    f.exact("largest AP statistic difference", e["max_abs_stat_diff"], 0.0)
+    for name, fast, py, x in [
+        ("bbox", bbox_fast, bbox_py, bbox_x),
+        ("segm", segm_fast, segm_py, segm_x),
+    ]:
+        t = e["per_type"][name]
+        f.close(f"{name} faster-coco-eval s", t["faster_coco_eval_s"], fast)
+        f.close(f"{name} pycocotools s", t["pycocotools_s"], py)
+        f.close(f"{name} speed-up", t["speedup"], x)
+    f.close("bbox+segm speed-up", e["speedup"], both)
+    f.check()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("variant", ["b0", "b2"])
+def test_backbone_against_r50(variant):
+    """The backbone table: `--task backbone --compare detectron2:R50-FPN`, default layout and
+    channels-last (b0: about 4 min, b2: about 10 min)."""
+    gflops, gflops_x, default_x, cl_x, cl_ms, r50_ms = readme(f"backbone_{variant}")
+    compare = ["--task", "backbone", "--compare", "detectron2:R50-FPN", *THREADS]
+    default = benchmark("--config-file", CONFIGS[variant], *compare, CL + "False")
+    fast = benchmark("--config-file", CONFIGS[variant], *compare, "--no-flops", CL + "True")
+    f = Figures()
+    f.exact("GFLOPs", default["models"][0]["gflops"], gflops, 1)
+    f.exact("GFLOPs ratio to R50", default["comparison"]["gflops_ratio"], gflops_x, 2)
+    f.close(
+        "latency ratio, default layout",
+        default["comparison"]["latency"]["median_of_ratios"],
+        default_x,
+    )
+    f.close("latency ratio, channels_last", fast["comparison"]["latency"]["median_of_ratios"], cl_x)
+    f.close("ms, channels_last", fast["models"][0]["latency_ms"]["median"], cl_ms)
+    f.close("ms, R50", fast["models"][1]["latency_ms"]["median"], r50_ms)
+    f.check()
+
+
+@pytest.mark.benchmark
+def test_wrapper_against_timm():
+    """`--task backbone --vs-timm` on b2 (about 4 min)."""
+    (ratio,) = readme("vs_timm")
+    r = benchmark("--config-file", B2, "--task", "backbone", "--vs-timm", "--no-flops", *THREADS)
+    f = Figures()
+    f.close(
+        "wrapper / timm time",
+        r["vs_timm"]["time_ratio_wrapper_over_timm"]["median_of_ratios"],
+        ratio,
+    )
+    f.exact("largest output difference", r["vs_timm"]["max_abs_diff"], 0.0)
+    f.check()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("variant", ["b0", "b2"])
+def test_channels_last_alone(variant):
+    """`--task backbone CL=True --compare-opt CL=False` (b0: about 2 min, b2: about 6 min)."""
+    b2_x, b0_x, b2_mem, b0_mem, b2_diff, b0_diff = readme("channels_last")
+    x, mem, diff = {"b0": (b0_x, b0_mem, b0_diff), "b2": (b2_x, b2_mem, b2_diff)}[variant]
+    r = benchmark(
+        "--config-file", CONFIGS[variant], "--task", "backbone", "--no-flops", *THREADS,
+        CL + "True", "--compare-opt", CL + "False",
+    )  # fmt: skip
+    f = Figures()
+    f.close("time ratio channels_last / default", r["comparison"]["latency"]["median_of_ratios"], x)
+    f.close("peak memory saved %", 100 * (1 - r["comparison"]["peak_memory_ratio"]), mem)
+    f.close("largest output difference", r["outputs_a_vs_b"]["max_abs_diff"], float(diff))
+    f.check()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("variant", ["b0", "b2"])
+def test_whole_model_against_r50(variant):
+    """The Mask R-CNN breakdown: `--task inference --compare detectron2:R50-FPN CL=True`, and
+    b2's default-layout ratio (b0: about 8 min, b2: about 25 min)."""
+    col = {"b0": 0, "b2": 2}[variant]
+    rows = {"bottom-up": "bottom_up", "FPN": "fpn", "proposal generator": "proposal_generator"}
+    rows.update({"ROI heads": "roi_heads"})
+    run = benchmark(
+        "--config-file", CONFIGS[variant], "--task", "inference", "--compare",
+        "detectron2:R50-FPN", "--no-flops", *THREADS, CL + "True",
+    )  # fmt: skip
+    f = Figures()
+    for title, key in rows.items():
+        cells = readme(title)
+        for model, name in [(0, variant), (1, "R50")]:
+            ms, share = cells[2 * (col + model)], cells[2 * (col + model) + 1]
+            part = run["models"][model]["components"][key]
+            f.close(f"{name} {title} ms", part["ms"], ms)
+            f.close(f"{name} {title} share %", 100 * part["share"], share)
+    totals = readme("total")
+    for model, name in [(0, variant), (1, "R50")]:
+        f.close(
+            f"{name} total ms",
+            run["models"][model]["components"]["total"]["ms"],
+            totals[col + model],
+        )
+    ratios = readme("whole_ratio")
+    f.close(
+        "latency ratio to R50", run["comparison"]["latency"]["median_of_ratios"], ratios[col // 2]
+    )
+    if variant == "b2":
+        ratio, share = readme("whole_b2_default")
+        default = benchmark(
+            "--config-file", B2, "--task", "inference", "--compare", "detectron2:R50-FPN",
+            "--no-flops", *THREADS,
+        )  # fmt: skip
+        f.close(
+            "default layout: latency ratio",
+            default["comparison"]["latency"]["median_of_ratios"],
+            ratio,
+        )
+        bottom_up = default["models"][0]["components"]["bottom_up"]["share"]
+        f.close("default layout: bottom-up share %", 100 * bottom_up, share)
+    f.check()
+
+
+@pytest.mark.benchmark
+def test_activation_checkpointing_memory():
+    """`--task train --batch-size 2 --compare-act-checkpoint` on b2 (about 10 min, 9 GB)."""
+    plain_mb, ckpt_mb, saved, more_time = readme("act_checkpoint")
+    r = benchmark(
+        "--config-file", B2, "--task", "train", "--batch-size", "2", "--compare-act-checkpoint",
+        "--no-flops", *THREADS,
+    )  # fmt: skip
+    ckpt, plain = r["models"]
+    a = r["act_checkpoint"]
+    f = Figures()
+    f.close("peak MB without", plain["peak_memory_mb"], plain_mb)
+    f.close("peak MB with", ckpt["peak_memory_mb"], ckpt_mb)
+    f.close("peak memory saved %", 100 * a["peak_memory_reduction"], saved)
+    f.close("more time %", 100 * (a["time_ratio"]["median_of_ratios"] - 1), more_time)
+    f.exact("first-step loss difference", a["max_loss_diff_separate_processes"], 0.0)
+    f.check()
+
+
+@pytest.mark.benchmark
+def test_fp16_and_bf16_on_the_cpu(tmp_path, tiny_dataset):
+    """2 iterations + evaluation of the tests' tiny set with train_net.py (about 3 min)."""
+    fp16_s, bf16_s = readme("amp")
+    f = Figures()
+    for precision, figure in [("fp16", fp16_s), ("bf16", bf16_s)]:
+        (tmp_path / precision).mkdir()
+        config = tiny_config(tmp_path / precision, tiny_dataset, max_iter=2, eval_period=100)
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(REPO / "train_net.py"), "--config-file", str(config)]
+            + ["train.amp.enabled=True", f"train.amp.precision={precision}"]
+            + ["model.backbone.bottom_up.channels_last=True"],
+            check=True,
+            capture_output=True,
+            env=subprocess_env(),
+            cwd=REPO,
+        )
+        f.close(f"{precision} s", time.perf_counter() - start, figure)
+    f.check()
+
+
+@pytest.mark.benchmark
+def test_make_demo(tmp_path):
+    """`make demo`, the whole of it, into a temporary folder (about 10 min)."""
+    minutes, seconds = readme("demo_wall")
+    iters, train_min, train_s, per_iter, eval_s = readme("demo_steps")
+    out = tmp_path / "demo"
+    r = subprocess.run(
+        ["make", "-s", "demo", f"PY={sys.executable}"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(OUT=str(out), DATA=str(tmp_path / "synthetic")),
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    f = Figures()
+    (wall,) = re.findall(r"make demo: (\d+) s wall time", r.stdout)
+    f.close("make demo wall s", float(wall), 60 * minutes + seconds)
+    log = (out / "log.txt").read_text()
+    (train_time,) = re.findall(r"Total training time: (\S+) \(", log)
+    (speed,) = re.findall(r"Overall training speed: \d+ iterations in \S+ \(([\d.]+) s / it\)", log)
+    (inference,) = re.findall(r"Total inference time: (\S+) \(", log)
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    f.exact("iterations", 1 + max(m["iteration"] for m in rows if "total_loss" in m), iters)
+    f.close("training s", _seconds(train_time), 60 * train_min + train_s)
+    f.close("s/iteration", float(speed), per_iter)
+    f.close("evaluation s", _seconds(inference), eval_s)
+    results = json.loads((out / "eval_results.json").read_text())
+    keys = ["AP", "AP50", "AP75", "APs", "APm", "AP-circle", "AP-triangle", "AP-square"]
+    for task in ("bbox", "segm"):
+        cells = readme(f"demo_{task}")
+        for key, value in zip(keys, cells):
+            f.close(f"{task} {key}", results[task][key], value)
+    f.check()
+
+
+@pytest.mark.benchmark
+def test_semantic_synthetic_miou(tmp_path):
+    """The concat-head synthetic config until its evaluation at iteration 500 (about 15 min)."""
+    miou, pacc, background, circle, triangle, square, minutes, seconds = readme("semantic")
+    data, out = tmp_path / "synthetic", tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data)],
+        check=True,
+        capture_output=True,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
+            for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "train_net.py", "--config-file"]
+        + ["configs/SemSeg/pvt_v2_b0_fpn_concat_synthetic.py", *args, "train.eval_period=500"]
+        + [f"train.output_dir={out}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    row = None
+    try:
+        while row is None and proc.poll() is None:
+            time.sleep(5)
+            if (out / "metrics.json").is_file():
+                rows = [
+                    json.loads(line) for line in (out / "metrics.json").read_text().splitlines()
+                ]
+                row = next((m for m in rows if "sem_seg/mIoU" in m), None)
+        elapsed = time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert row is not None, "train_net.py stopped before its first evaluation"
+    f = Figures()
+    f.exact("evaluated at iteration", row["iteration"] + 1, 500)
+    f.close("minutes to the evaluation", elapsed / 60, minutes + seconds / 60)
+    for key, value in [("mIoU", miou), ("pACC", pacc), ("IoU-background", background)]:
+        f.close(key, row[f"sem_seg/{key}"], value)
+    for key, value in [("circle", circle), ("triangle", triangle), ("square", square)]:
+        f.close(f"IoU-{key}", row[f"sem_seg/IoU-{key}"], value)
+    f.check()
+
+
+@pytest.mark.benchmark
+@pytest.mark.shared_data
+def test_fruits_nuts_smoke_run(tmp_path, fruits_nuts):
+    """The README's fine-tuning smoke test on ../shared/datasets/fruits_nuts (about 5 min)."""
+    minutes, seconds, bbox_ap, segm_ap = readme("fruits_nuts")
+    data = [f"dataset.{s}_json={fruits_nuts}/annotations.json" for s in ("train", "val")]
+    data += [f"dataset.{s}_images={fruits_nuts}/images" for s in ("train", "val")]
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "train_net.py", "--config-file"]
+        + ["configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py", *data, "train.init_checkpoint="]
+        + ["train.max_iter=10", "dataloader.train.total_batch_size=2", f"train.output_dir={out}"],
+        check=True,
+        capture_output=True,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    (train_time,) = re.findall(r"Total training time: (\S+) \(", (out / "log.txt").read_text())
+    results = json.loads((out / "eval_results.json").read_text())
+    f = Figures()
+    f.close("10 iterations, s", _seconds(train_time), 60 * minutes + seconds)
+    f.close("bbox AP", results["bbox"]["AP"], bbox_ap)
+    f.close("segm AP", results["segm"]["AP"], segm_ap)
+    f.check()
