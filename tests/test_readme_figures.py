@@ -69,8 +69,9 @@ FIGURES = {
     "semantic": rf"reached mIoU {N} \(pixel accuracy {N}; IoU background {N}, circle {N}, "
     rf"triangle {N},\s+square {N}\) on the 50 validation images at iteration 500 of its 1000, "
     r"after (\d+) min (\d+) s",
-    "fruits_nuts": rf"10 iterations took (\d+) min (\d+) s\s+at 800x1067, and evaluation printed "
-    rf"bbox AP {N} / segm AP {N}",
+    "finetune": r"`masks: all (\d+) objects\s+have a mask`, `most objects in one image: (\d+) "
+    r"\(000013.jpg\)`; 10 iterations of 2 images and the\s+evaluation of the 10 validation images "
+    r"took (\d+) min (\d+) s \((\d+) s per iteration",
 }
 
 
@@ -400,26 +401,39 @@ def test_semantic_synthetic_miou(tmp_path):
 
 
 @pytest.mark.benchmark
-@pytest.mark.shared_data
-def test_fruits_nuts_smoke_run(tmp_path, fruits_nuts):
-    """The README's fine-tuning smoke test on ../shared/datasets/fruits_nuts (about 5 min)."""
-    minutes, seconds, bbox_ap, segm_ap = readme("fruits_nuts")
-    data = [f"dataset.{s}_json={fruits_nuts}/annotations.json" for s in ("train", "val")]
-    data += [f"dataset.{s}_images={fruits_nuts}/images" for s in ("train", "val")]
+def test_finetune_walkthrough(tmp_path):
+    """The README's fine-tuning walk-through as written (data, check, 10 iterations, eval)."""
+    objects, most, minutes, seconds, per_iteration = readme("finetune")
+    d = tmp_path / "synthetic_small"
+    run = dict(check=True, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    subprocess.run(
+        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(d)]
+        + ["--num-train", "60", "--num-val", "10", "--no-semantic"],
+        **run,
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "pvt_fpn_d2.check_dataset"]
+        + ["--json", f"{d}/train/annotations.json", "--images", f"{d}/train/images"],
+        **run,
+    ).stdout
+    data = [f"dataset.{s}_json={d}/{s}/annotations.json" for s in ("train", "val")]
+    data += [f"dataset.{s}_images={d}/{s}/images" for s in ("train", "val")]
     out = tmp_path / "out"
+    start = time.perf_counter()
     subprocess.run(
         [sys.executable, "train_net.py", "--config-file"]
         + ["configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py", *data, "train.init_checkpoint="]
-        + ["train.max_iter=10", "dataloader.train.total_batch_size=2", f"train.output_dir={out}"],
-        check=True,
-        capture_output=True,
-        env=subprocess_env(),
-        cwd=REPO,
+        + ["train.max_iter=10", "train.eval_period=10", "dataloader.train.total_batch_size=2"]
+        + [f"train.output_dir={out}"],
+        **run,
     )
+    wall = time.perf_counter() - start
     (train_time,) = re.findall(r"Total training time: (\S+) \(", (out / "log.txt").read_text())
-    results = json.loads((out / "eval_results.json").read_text())
     f = Figures()
-    f.close("10 iterations, s", _seconds(train_time), 60 * minutes + seconds)
-    f.close("bbox AP", results["bbox"]["AP"], bbox_ap)
-    f.close("segm AP", results["segm"]["AP"], segm_ap)
+    f.exact(
+        "objects with a mask", float(re.findall(r"masks: all (\d+) objects", check)[0]), objects
+    )
+    f.exact("most objects in one image", float(re.findall(r"one image: (\d+)", check)[0]), most)
+    f.close("train + eval, s", wall, 60 * minutes + seconds)
+    f.close("s per iteration", _seconds(train_time) / 10, per_iteration)
     f.check()
