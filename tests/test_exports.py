@@ -334,3 +334,25 @@ def test_dataset_without_a_json_evaluates_without_an_output_folder(tmp_path):
 
     gc.collect()
     assert not os.path.exists(converted)
+
+
+def test_file_names_found_by_ending_case_and_subfolder(tmp_path):
+    """A file_name from another machine's layout is found under the image folder the user gave."""
+    from pvt_fpn_d2.data.exports import prepare_coco
+
+    ds = exports.cvat(tmp_path / "data")  # images in images/val/, file_name "val/000000.jpg"
+    data = json.load(open(ds["json"]))
+    for k, im in enumerate(data["images"]):
+        im["file_name"] = [
+            im["file_name"].split("/")[-1],  # without the subset folder
+            "C:\\export\\" + im["file_name"].replace("/", "\\"),  # a Windows path
+            "/data/upload/3/" + im["file_name"].upper(),  # an upload URL, another case
+            "https://host/" + im["file_name"],
+        ][k]
+    prepared = prepare_coco(data, ds["images"])
+    assert [im["file_name"] for im in prepared.data["images"]] == [
+        f"val/{i:06d}.jpg" for i in range(4)
+    ]
+    (tmp_path / "data/images/other").mkdir()
+    (tmp_path / "data/images/other/000000.jpg").write_bytes(b"")  # now ambiguous: not guessed
+    assert prepare_coco(data, ds["images"]).data["images"][0]["file_name"] == "000000.jpg"

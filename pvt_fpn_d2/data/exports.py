@@ -14,7 +14,8 @@ modified) together with what it changed, once per dataset, and the dataset's sta
   with ``iscrowd: 1`` (datumaro's "guess" mode), which detectron2 skips in training and COCO
   evaluation ignores: with ``crowd_masks="auto"`` they are read as objects in a CVAT export
   (detected by the ``attributes: {"occluded": ...}`` CVAT writes on every annotation);
-  ``file_name`` is relative to the subset folder; boxes have ``segmentation: []``.
+  ``file_name`` is relative to the subset folder (found under ``images/`` too, as the only file
+  of its name); boxes have ``segmentation: []``.
 * **Label Studio**: ``file_name`` like ``images/abc.jpg``, ``/data/upload/1/abc.jpg``,
   ``/data/local-files/?d=folder/abc.jpg`` or ``..\\..\\media\\upload\\4\\abc.jpg``: resolved
   under the image folder by the shortest path suffix that exists; ``width``/``height`` may be
@@ -113,11 +114,13 @@ def _path_suffixes(file_name: str) -> List[str]:
 
 
 class _FileResolver:
-    """Finds a file_name under the image folder: as written, by a path suffix, or in any case."""
+    """Finds a file_name under the image folder: as written, by a path ending, in any letter
+    case, or as the only file of its name in a subfolder."""
 
     def __init__(self, image_root: str):
         self.root = image_root
         self._listing: Dict[str, Dict[str, str]] = {}
+        self._names: Optional[Dict[str, List[str]]] = None  # file name -> paths, built once
 
     def _casefold_match(self, rel: str) -> Optional[str]:
         folder, name = os.path.split(rel)
@@ -142,7 +145,18 @@ class _FileResolver:
             match = self._casefold_match(rel)
             if match:
                 return match
-        return None
+        return self._by_name(candidates[-1]) if candidates else None
+
+    def _by_name(self, name: str) -> Optional[str]:
+        """The one file of that name anywhere under the folder (e.g. CVAT's images/<subset>/)."""
+        if self._names is None:
+            self._names = {}
+            for folder, _, files in os.walk(self.root):
+                for f in files:
+                    rel = os.path.relpath(os.path.join(folder, f), self.root)
+                    self._names.setdefault(f.lower(), []).append(rel)
+        found = self._names.get(name.lower(), [])
+        return found[0] if len(found) == 1 else None
 
 
 def _image_size(path: str) -> Optional[Tuple[int, int]]:
