@@ -39,6 +39,7 @@ from pvt_fpn_d2.compat import launch  # noqa: E402
 from pvt_fpn_d2.config import apply_overrides  # noqa: E402
 from pvt_fpn_d2.engine import (  # noqa: E402
     Trainer,
+    amp_dtype,
     check_classes,
     check_data_fits_model,
     resolve_device,
@@ -47,15 +48,13 @@ from pvt_fpn_d2.engine import (  # noqa: E402
 logger = logging.getLogger("pvt_fpn_d2")
 
 
-def amp_dtype(cfg):
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}[cfg.train.amp.precision]
-
-
 def do_test(cfg, model):
     if "evaluator" not in cfg.dataloader:
         return {}
     device_type = resolve_device(cfg.train.device).split(":")[0]
-    with torch.autocast(device_type, amp_dtype(cfg), enabled=cfg.train.amp.enabled):
+    with torch.autocast(
+        device_type, amp_dtype(cfg.train.amp.precision), enabled=cfg.train.amp.enabled
+    ):
         ret = inference_on_dataset(
             model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
         )

@@ -23,11 +23,19 @@ __all__ = [
     "check_classes",
     "check_data_fits_model",
     "detections_per_image",
+    "amp_dtype",
 ]
 
 logger = logging.getLogger(__name__)
 
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def amp_dtype(precision: str) -> torch.dtype:
+    """The autocast dtype of ``train.amp.precision`` ("fp16" or "bf16")."""
+    if precision not in _AMP_DTYPES:
+        raise ValueError(f"train.amp.precision must be 'fp16' or 'bf16', got {precision!r}.")
+    return _AMP_DTYPES[precision]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -186,11 +194,9 @@ class Trainer(SimpleTrainer):
             device_type: "cuda" or "cpu", for autocast and the grad scaler.
         """
         super().__init__(model, data_loader, optimizer)
-        if amp is not None and amp not in _AMP_DTYPES:
-            raise ValueError(f"train.amp.precision must be 'fp16' or 'bf16', got {amp!r}.")
         if amp == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("This GPU does not support bf16: use train.amp.precision=fp16.")
-        self.amp_dtype = _AMP_DTYPES.get(amp) if amp else None
+        self.amp_dtype = amp_dtype(amp) if amp else None
         self.device_type = device_type
         self.clip_grad_norm = clip_grad_norm
         # loss scaling only matters for fp16 (bf16 has fp32's range)

@@ -14,11 +14,13 @@ from PIL import Image
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
-from detectron2.data.detection_utils import convert_image_to_rgb, read_image
-from detectron2.structures import BoxMode, Instances
+from detectron2.data.detection_utils import convert_image_to_rgb
+from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .checkpoint import PVTCheckpointer
+from .data.validation import read_image
 from .engine import resolve_device
 
 __all__ = ["Predictor", "find_images", "predictions_to_coco"]
@@ -91,7 +93,8 @@ class Predictor:
         return out["instances"]
 
     def read(self, path: str) -> np.ndarray:
-        """Read an image file in the model's input format (EXIF orientation applied)."""
+        """Read an image file in the model's input format with the reader training and
+        evaluation use (EXIF orientation applied; grayscale, palette, 16-bit converted)."""
         return read_image(str(path), format=self.image_format)
 
     def draw(self, image: np.ndarray, instances: Instances) -> np.ndarray:
@@ -136,26 +139,17 @@ def predictions_to_coco(results: List[Dict], metadata, image_files: List[str]) -
         images.append(
             {"id": image_id, "file_name": file_name, "height": r["height"], "width": r["width"]}
         )
-        inst = r["instances"]
-        boxes = BoxMode.convert(inst.pred_boxes.tensor.numpy(), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
-        masks = inst.pred_masks.numpy() if inst.has("pred_masks") else None
-        for k in range(len(inst)):
-            c = int(inst.pred_classes[k])
-            ann = {
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": to_dataset_id[c] if to_dataset_id else c + 1,
-                "bbox": [round(float(x), 2) for x in boxes[k]],
-                "score": round(float(inst.scores[k]), 4),
-                "iscrowd": 0,
-            }
-            if masks is not None:
-                rle = mask_util.encode(np.asfortranarray(masks[k].astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
-                ann["segmentation"] = rle
-                ann["area"] = int(masks[k].sum())
+        # detectron2's converter (boxes XYWH, RLE masks), then the dataset's category ids and
+        # the fields that make the file a COCO dataset (id, area, iscrowd) as well
+        for ann in instances_to_coco_json(r["instances"], image_id):
+            c = ann["category_id"]
+            ann["category_id"] = to_dataset_id[c] if to_dataset_id else c + 1
+            ann["id"] = len(annotations) + 1
+            ann["iscrowd"] = 0
+            if "segmentation" in ann:
+                ann["area"] = float(mask_util.area(ann["segmentation"]))
             else:
-                ann["area"] = round(float(boxes[k][2] * boxes[k][3]), 2)
+                ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
             annotations.append(ann)
     return {"images": images, "categories": categories, "annotations": annotations}
 

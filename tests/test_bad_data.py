@@ -9,7 +9,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -400,3 +400,48 @@ def test_missing_dataset_path_on_the_command_line_is_named(tmp_path):
     cfg = LazyConfig.load(str(REPO / "configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py"))
     with pytest.raises(Exception, match="dataset.train_json"):
         instantiate(cfg.model)
+
+
+def test_training_evaluation_and_prediction_read_images_alike(tmp_path, tiny_dataset):
+    """One reader: the train mapper, the test mapper and the predictor see the same pixels of a
+    16-bit PNG, an EXIF-rotated JPEG, a palette PNG and a grayscale JPEG."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from pvt_fpn_d2.predict import Predictor
+
+    from .conftest import tiny_config
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (H, W), dtype=np.uint8)
+    files = {"16bit.png": Image.fromarray(base.astype(np.uint16) * 257)}
+    files["palette.png"] = Image.fromarray(base).convert("P")
+    files["gray.jpg"] = Image.fromarray(base, mode="L")
+    for name, img in files.items():
+        img.save(tmp_path / name)
+    rotated = Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "exif.jpg", exif=exif)
+
+    names = [f"dataloader.{s}.dataset.names.name=reader_{s}" for s in ("train", "test")]
+    cfg = LazyConfig.load(str(tiny_config(tmp_path, tiny_dataset, overrides=names)))
+    model = instantiate(cfg.model)
+    DetectionCheckpointer(model, str(tmp_path)).save("random")
+    predictor = Predictor(cfg, str(tmp_path / "random.pth"))
+    mappers = [  # no augmentation: nothing else changes the pixels
+        DatasetMapper(is_train=is_train, augmentations=[], image_format="RGB")
+        for is_train in (True, False)
+    ]
+    for name in ["16bit.png", "exif.jpg", "palette.png", "gray.jpg"]:
+        path = str(tmp_path / name)
+        expected = predictor.read(path)  # (H, W, 3) RGB
+        # independent of the reader: the files' own pixels through PIL
+        independent = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        if name != "16bit.png":  # PIL clips 16-bit values; the reader scales them
+            assert np.array_equal(expected, independent), name
+        else:
+            assert np.array_equal(expected[:, :, 0], base), name
+        for mapper in mappers:
+            h, w = expected.shape[:2]
+            out = mapper({"file_name": path, "height": h, "width": w, "annotations": []})
+            assert np.array_equal(out["image"].permute(1, 2, 0).numpy(), expected), name
