@@ -186,3 +186,24 @@ def test_yacs_config_builds_same_model_as_lazy_config(path):
     with EventStorage():
         losses = model(make_batch(num_images=1, size=(96, 128)))
     assert torch.isfinite(sum(losses.values()))
+
+
+def test_the_backbone_is_declared_once():
+    """Every model base takes PVT-v2 from configs/common/models/pvt_v2_backbone.py."""
+    models = REPO / "configs/common/models"
+    declared = [p.name for p in sorted(models.glob("*.py")) if "L(PVTv2Backbone)" in p.read_text()]
+    assert declared == ["pvt_v2_backbone.py"]
+    base = LazyConfig.load(str(models / "pvt_v2_backbone.py"))  # nothing but helpers in it
+    assert "model" not in base
+    for name, features in [
+        ("mask_rcnn_pvt_v2_fpn.py", ["res2", "res3", "res4", "res5"]),
+        ("retinanet_pvt_v2_fpn.py", ["res3", "res4", "res5"]),
+        ("sem_seg_pvt_v2_fpn.py", ["res2", "res3", "res4", "res5"]),
+    ]:
+        bottom_up = LazyConfig.load(str(models / name)).model.backbone.bottom_up
+        assert bottom_up.out_features == features
+        assert (bottom_up.name, bottom_up.drop_path_rate, bottom_up.freeze_at) == (
+            "pvt_v2_b2",
+            0.1,
+            0,
+        )

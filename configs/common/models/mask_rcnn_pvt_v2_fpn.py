@@ -1,22 +1,15 @@
 # detectron2's Mask R-CNN FPN with PVT-v2 as the bottom-up network (official PVT-v2 setup:
 # all stages trained, drop path 0.1, RGB input with ImageNet mean/std).
-from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config
 
-from pvt_fpn_d2 import PVTv2Backbone
 from pvt_fpn_d2.mask_head import PartialMaskRCNNConvUpsampleHead
 
 from ..data.constants import constants
+from .pvt_v2_backbone import bottom_up
 
 model = get_config("common/models/mask_rcnn_fpn.py").model
 
-model.backbone.bottom_up = L(PVTv2Backbone)(
-    name="pvt_v2_b2",
-    out_features=["res2", "res3", "res4", "res5"],
-    drop_path_rate=0.1,
-    freeze_at=0,
-    use_act_checkpoint=False,
-)
+model.backbone.bottom_up = bottom_up()
 model.pixel_mean = constants["imagenet_rgb256_mean"]
 model.pixel_std = constants["imagenet_rgb256_std"]
 model.input_format = "RGB"

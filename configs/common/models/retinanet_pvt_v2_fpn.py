@@ -3,19 +3,14 @@
 from detectron2.config import LazyCall as L
 from detectron2.model_zoo import get_config
 
-from pvt_fpn_d2 import PVTv2Backbone, pvt_v2_out_channels
+from pvt_fpn_d2 import pvt_v2_out_channels
 
 from ..data.constants import constants
+from .pvt_v2_backbone import bottom_up
 
 model = get_config("common/models/retinanet.py").model
 
-model.backbone.bottom_up = L(PVTv2Backbone)(
-    name="pvt_v2_b2",
-    out_features=["res3", "res4", "res5"],
-    drop_path_rate=0.1,
-    freeze_at=0,
-    use_act_checkpoint=False,
-)
+model.backbone.bottom_up = bottom_up(out_features=["res3", "res4", "res5"])
 model.backbone.in_features = "${.bottom_up.out_features}"
 # C5 channels depend on the variant (256 for b0, 512 otherwise): read from timm's feature_info.
 model.backbone.top_block.in_channels = L(pvt_v2_out_channels)(

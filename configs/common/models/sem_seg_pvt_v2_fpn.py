@@ -9,10 +9,10 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import FPN, SemanticSegmentor
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 
-from pvt_fpn_d2 import PVTv2Backbone
 from pvt_fpn_d2.semantic import FPNConcatSemSegHead
 
 from ..data.constants import constants
+from .pvt_v2_backbone import bottom_up
 
 # FPN output p{k} has stride 2**k: p2..p5 from res2..res5. No P6 (top_block=None): the heads
 # use p2-p5. For P6 too: backbone.top_block=L(LastLevelMaxPool)() and a "p6" entry (stride 64) in
@@ -26,13 +26,7 @@ _FPN_SHAPES = {
 
 model = L(SemanticSegmentor)(
     backbone=L(FPN)(
-        bottom_up=L(PVTv2Backbone)(
-            name="pvt_v2_b2",
-            out_features=["res2", "res3", "res4", "res5"],
-            drop_path_rate=0.1,
-            freeze_at=0,
-            use_act_checkpoint=False,
-        ),
+        bottom_up=bottom_up(),
         in_features="${.bottom_up.out_features}",
         out_channels=256,
         top_block=None,
