@@ -1,16 +1,22 @@
 """PVT-v2 (timm) as a Detectron2 backbone, plus the FPN builders for yacs configs."""
 
 import logging
-from functools import lru_cache
 from typing import Dict, List, Optional, Sequence
 
-import timm
 import torch
 from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+
+from .variants import (
+    PVT_V2_VARIANTS,
+    STAGE_NAMES,
+    create_timm_model,
+    pvt_v2_out_channels,
+)
+from .weights import load_pvt_v2_weights
 
 __all__ = [
     "PVT_V2_VARIANTS",
@@ -23,32 +29,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PVT_V2_VARIANTS = (
-    "pvt_v2_b0",
-    "pvt_v2_b1",
-    "pvt_v2_b2",
-    "pvt_v2_b2_li",
-    "pvt_v2_b3",
-    "pvt_v2_b4",
-    "pvt_v2_b5",
-)
-# Output names follow detectron2's ResNet: res{k} has stride 2**k.
-_STAGE_NAMES = ("res2", "res3", "res4", "res5")
+_STAGE_NAMES = STAGE_NAMES
 # Stage 1's spatial-reduction conv (kernel 8) runs on the stride-4 map.
 MIN_INPUT_SIZE = 32
-
-
-def _check_variant(name: str) -> None:
-    if name not in PVT_V2_VARIANTS:
-        raise ValueError(
-            f"Unknown PVT-v2 variant {name!r}. Valid names: {', '.join(PVT_V2_VARIANTS)}."
-        )
-
-
-def _create_timm_model(name: str, **kwargs) -> nn.Module:
-    _check_variant(name)
-    # num_classes=0: no classifier; pretrained weights are loaded by pvt_fpn_d2.weights.
-    return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
 
 
 class PVTv2Backbone(Backbone):
@@ -108,7 +91,7 @@ class PVTv2Backbone(Backbone):
             raise ValueError(f"freeze_at must be in [0, 5], got {freeze_at}.")
 
         self.name = name
-        self.model = _create_timm_model(name, drop_path_rate=drop_path_rate, in_chans=in_chans)
+        self.model = create_timm_model(name, drop_path_rate=drop_path_rate, in_chans=in_chans)
         self._out_indices = [_STAGE_NAMES.index(f) for f in out_features]
         self.model.prune_intermediate_layers(self._out_indices, prune_head=True)
         if use_act_checkpoint:
@@ -122,8 +105,6 @@ class PVTv2Backbone(Backbone):
         self._frozen: List[nn.Module] = []
         self.freeze(freeze_at)
         if weights:
-            from .weights import load_pvt_v2_weights
-
             load_pvt_v2_weights(self, weights)
         # loading and .to(device) keep a parameter's memory format
         self.channels_last = channels_last
@@ -192,19 +173,6 @@ class PVTv2Backbone(Backbone):
             )
             for f in self._out_features
         }
-
-
-@lru_cache(maxsize=None)
-def _feature_channels(name: str) -> Dict[str, int]:
-    # Built on the meta device: no memory, no weight init cost.
-    with torch.device("meta"):
-        model = _create_timm_model(name)
-    return {f: info["num_chs"] for f, info in zip(_STAGE_NAMES, model.feature_info)}
-
-
-def pvt_v2_out_channels(name: str, feature: str = "res5") -> int:
-    """Channels of a stage output, from timm's ``feature_info`` (for configs, e.g. P6 from C5)."""
-    return _feature_channels(name)[feature]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .checkpoint import PVTCheckpointer
-from .data.validation import read_image
+from .data.images import read_image
 from .engine import resolve_device
 
 __all__ = ["Predictor", "find_images", "predictions_to_coco"]

@@ -24,6 +24,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from timm.models.pvt_v2 import checkpoint_filter_fn
 
+from .variants import PVT_V2_VARIANTS, check_variant, create_timm_model
+
 __all__ = [
     "UnsafeCheckpointError",
     "WeightsSummary",
@@ -242,12 +244,11 @@ def to_detectron2_state_dict(
 
 def guess_variant(timm_sd: Dict[str, torch.Tensor]) -> Optional[str]:
     """The PVT-v2 variant whose parameters have exactly these names and shapes, if any."""
-    from .backbone import PVT_V2_VARIANTS, _create_timm_model
 
     shapes = {k: tuple(v.shape) for k, v in timm_sd.items() if not k.startswith("head.")}
     for name in PVT_V2_VARIANTS:
         with torch.device("meta"):
-            ref = _create_timm_model(name).state_dict()
+            ref = create_timm_model(name).state_dict()
         if shapes == {k: tuple(v.shape) for k, v in ref.items()}:
             return name
     return None
@@ -287,9 +288,7 @@ def fetch_timm_hub_weights(name: str) -> str:
     import timm
     from huggingface_hub import hf_hub_download
 
-    from .backbone import _check_variant
-
-    _check_variant(name)
+    check_variant(name)
     hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
     try:
         return hf_hub_download(repo_id=hub_id, filename="model.safetensors")

@@ -4,4 +4,5 @@ from .coco_json import coco_json_class_names, coco_json_num_classes, register_co
 from .exports import PreparedCoco, prepare_coco
 from .synthetic import SYNTHETIC_CLASSES, generate_synthetic_coco
 from .mapper import DatasetMapper
-from .validation import BadImageError, DatasetError, check_coco_dataset, read_image
+from .images import BadImageError, read_image
+from .validation import DatasetError, check_coco_dataset

@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pycocotools.mask as mask_util
 
+from .images import BadImageError, image_size
+
 __all__ = ["PreparedCoco", "prepare_coco", "has_mask", "detect_tool", "CROWD_MASKS"]
 
 logger = logging.getLogger(__name__)
@@ -160,8 +162,6 @@ class _FileResolver:
 
 
 def _image_size(path: str) -> Optional[Tuple[int, int]]:
-    from .validation import BadImageError, image_size
-
     try:
         return image_size(path)
     except BadImageError:

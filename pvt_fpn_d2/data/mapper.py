@@ -12,7 +12,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
-from .validation import BadImageError, read_image
+from .images import BadImageError, read_image
 
 __all__ = ["DatasetMapper"]
 
@@ -24,7 +24,7 @@ class DatasetMapper(D2DatasetMapper):
     detectron2's ``DatasetMapper`` (same arguments) for instance and semantic segmentation,
     hardened for real data:
 
-    * images are read with :func:`pvt_fpn_d2.data.validation.read_image`: EXIF orientation,
+    * images are read with :func:`pvt_fpn_d2.data.images.read_image`: EXIF orientation,
       grayscale / RGBA / palette / 16-bit converted;
     * an image that cannot be read or does not match its json size is skipped in training
       with a warning naming the file (detectron2 then loads another image); in evaluation it
