@@ -21,6 +21,7 @@ from detectron2.evaluation import COCOEvaluator as D2COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
 
 from .compat import cocoeval_class
+from .data.exports import box_polygon
 
 __all__ = ["COCOEvaluator", "FasterCOCOeval", "segm_ground_truth"]
 
@@ -52,8 +53,7 @@ def segm_ground_truth(coco_gt):
         fixed = []
         for a in anns:
             if not a.get("segmentation"):
-                x, y, w, h = a["bbox"]
-                a = dict(a, iscrowd=1, segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]])
+                a = dict(a, iscrowd=1, segmentation=box_polygon(a["bbox"]))
             fixed.append(a)
         out = type(coco_gt)()
         out.dataset = dict(coco_gt.dataset, annotations=fixed)

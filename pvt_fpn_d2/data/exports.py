@@ -40,7 +40,7 @@ import pycocotools.mask as mask_util
 
 from .images import BadImageError, image_size
 
-__all__ = ["PreparedCoco", "prepare_coco", "has_mask", "detect_tool", "CROWD_MASKS"]
+__all__ = ["PreparedCoco", "prepare_coco", "has_mask", "box_polygon", "detect_tool", "CROWD_MASKS"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ def detect_tool(data: Dict[str, Any]) -> str:
     if any(c.get("name") in ("_background_", "__ignore__") for c in cats):
         return "labelme"
     return ""
+
+
+def box_polygon(bbox) -> List[List[float]]:
+    """The polygon of an XYWH box: the mask that stands in for an object drawn as a box."""
+    x, y, w, h = bbox
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]
 
 
 def _valid_polygons(segm) -> list:

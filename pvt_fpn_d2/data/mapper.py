@@ -12,6 +12,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
+from .exports import box_polygon
 from .images import BadImageError, read_image
 
 __all__ = ["DatasetMapper"]
@@ -105,8 +106,8 @@ class DatasetMapper(D2DatasetMapper):
                 # (pvt_fpn_d2.mask_head), so its placeholder mask is never learned
                 obj["has_mask"] = bool(segm)
                 if not segm:
-                    x, y, bw, bh = BoxMode.convert(obj["bbox"], obj["bbox_mode"], BoxMode.XYWH_ABS)
-                    obj["segmentation"] = [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]
+                    xywh = BoxMode.convert(obj["bbox"], obj["bbox_mode"], BoxMode.XYWH_ABS)
+                    obj["segmentation"] = box_polygon(xywh)
             if isinstance(segm, dict) and list(segm.get("size", [])) != [h, w]:
                 self._warn_once(
                     (dataset_dict["file_name"], obj.get("id"), str(segm.get("size"))),
