@@ -11,17 +11,22 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "PVT_V2_VARIANTS": "backbone",
-    "PVTv2Backbone": "backbone",
-    "build_pvt_v2_backbone": "backbone",
-    "build_pvt_v2_fpn_backbone": "backbone",
-    "build_pvt_v2_retinanet_fpn_backbone": "backbone",
-    "pvt_v2_out_channels": "backbone",
-    "PVTCheckpointer": "checkpoint",
+    "PVT_V2_VARIANTS": "modeling",
+    "PVTv2Backbone": "modeling",
+    "build_pvt_v2_backbone": "modeling",
+    "build_pvt_v2_fpn_backbone": "modeling",
+    "build_pvt_v2_retinanet_fpn_backbone": "modeling",
+    "pvt_v2_out_channels": "modeling",
+    "PartialMaskRCNNConvUpsampleHead": "modeling",
+    "FPNConcatSemSegHead": "modeling",
+    "load_pvt_v2_weights": "modeling",
+    "PVTCheckpointer": "engine",
     "add_pvt_v2_config": "config",
+    "add_pvt_v2_sem_seg_config": "config",
     "build_optimizer": "config",
-    "PartialMaskRCNNConvUpsampleHead": "mask_head",
-    "load_pvt_v2_weights": "weights",
+    "COCOEvaluator": "evaluation",
+    "register_coco_json": "data",
+    "register_sem_seg_folder": "data",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -13,7 +13,7 @@ from detectron2.utils.registry import locate
 from detectron2.solver import build_optimizer as d2_build_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
-__all__ = ["add_pvt_v2_config", "build_optimizer", "apply_overrides"]
+__all__ = ["add_pvt_v2_config", "add_pvt_v2_sem_seg_config", "build_optimizer", "apply_overrides"]
 
 
 def add_pvt_v2_config(cfg: CN) -> CN:
@@ -42,6 +42,17 @@ def add_pvt_v2_config(cfg: CN) -> CN:
     _C.MODEL.PVT.WEIGHTS = ""
     # "SGD" (detectron2's default) or "AdamW" (the PVT-v2 recipes); see build_optimizer
     _C.SOLVER.OPTIMIZER = "SGD"
+    return cfg
+
+
+def add_pvt_v2_sem_seg_config(cfg: CN) -> CN:
+    """
+    Add ``cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE`` to a detectron2 yacs config, for
+    ``MODEL.SEM_SEG_HEAD.NAME: "FPNConcatSemSegHead"`` with ``MODEL.META_ARCHITECTURE:
+    "SemanticSegmentor"`` and ``MODEL.BACKBONE.NAME: "build_pvt_v2_fpn_backbone"``.
+    """
+    # "cross_entropy", or "binary_cross_entropy" for one-class masks (NUM_CLASSES: 2)
+    cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
     return cfg
 
 

@@ -14,8 +14,25 @@ from detectron2.structures import Boxes, Instances, PolygonMasks
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+# tools/benchmarks: the benchmark package, a developer tool outside the runtime package
+sys.path.insert(0, str(REPO / "tools"))
 SHARED = REPO.parent / "shared"
 SHARED_DATASET = SHARED / "datasets" / "fruits_nuts"
+
+
+@pytest.fixture(autouse=True)
+def _datasets_registered_by_a_test_are_removed():
+    """Configs register fixed names (``coco_json_train``, ``coco_json_val``) for whatever files a
+    test gives them: each test starts with the catalog as it found it, whatever ran before it in
+    the same worker."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    datasets, metadata = set(DatasetCatalog.list()), set(MetadataCatalog.list())
+    yield
+    for name in set(DatasetCatalog.list()) - datasets:
+        DatasetCatalog.remove(name)
+    for name in set(MetadataCatalog.list()) - metadata:
+        MetadataCatalog.remove(name)
 
 
 @pytest.fixture

@@ -407,7 +407,7 @@ def test_training_evaluation_and_prediction_read_images_alike(tmp_path, tiny_dat
     16-bit PNG, an EXIF-rotated JPEG, a palette PNG and a grayscale JPEG."""
     from detectron2.checkpoint import DetectionCheckpointer
 
-    from pvt_fpn_d2.predict import Predictor
+    from pvt_fpn_d2.engine.predictor import Predictor
 
     from .conftest import tiny_config
 

@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from pvt_fpn_d2 import PVT_V2_VARIANTS, PVTv2Backbone
-from pvt_fpn_d2.benchmark import (
+from benchmarks import (
     ComponentTimer,
-    _max_abs_diff,
-    _timm_reference,
     attention_modules,
     pair_ratio_stats,
     run_eval_benchmark,
     time_alternating,
 )
+from benchmarks.runner import _max_abs_diff, _timm_reference
 
 from .conftest import REPO
 

@@ -15,7 +15,7 @@ from detectron2.utils.events import EventStorage
 
 from pvt_fpn_d2 import PVTCheckpointer
 from pvt_fpn_d2.engine import NonFiniteLossError, Trainer
-from pvt_fpn_d2.weights import UnsafeCheckpointError
+from pvt_fpn_d2.modeling.weights import UnsafeCheckpointError
 
 from .conftest import REPO, metrics, run_train_net, subprocess_env, tiny_config
 

@@ -12,7 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator as D2COCOEvaluator
 from detectron2.structures import Boxes, BoxMode, Instances
 
-import pvt_fpn_d2.evaluation as evaluation
+import pvt_fpn_d2.evaluation.coco as evaluation
 from pvt_fpn_d2.data import register_coco_json
 from pvt_fpn_d2.evaluation import COCOEvaluator
 

@@ -14,7 +14,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from pvt_fpn_d2.check_dataset import main as check_dataset
 from pvt_fpn_d2.data.exports import detect_tool
-from pvt_fpn_d2.predict import Predictor, run_prediction
+from pvt_fpn_d2.engine.predictor import Predictor, run_prediction
 
 from . import exports
 from .conftest import metrics, run_train_net, tiny_config
@@ -147,7 +147,7 @@ def test_boxes_without_masks_train_box_heads_and_skip_the_mask_loss():
     from detectron2.structures import PolygonMasks
     from detectron2.utils.events import EventStorage
 
-    from pvt_fpn_d2.mask_head import PartialMaskRCNNConvUpsampleHead
+    from pvt_fpn_d2.modeling.mask_head import PartialMaskRCNNConvUpsampleHead
 
     torch.manual_seed(0)
     head = PartialMaskRCNNConvUpsampleHead(

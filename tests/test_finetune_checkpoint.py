@@ -47,7 +47,7 @@ def test_coco_checkpoint_into_3_classes_skips_exactly_the_class_layers(
 
     model = _model(config, 3, seed=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with caplog.at_level(logging.INFO, logger="pvt_fpn_d2.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="pvt_fpn_d2.engine.checkpoint"):
         PVTCheckpointer(model).resume_or_load(str(path), resume=False)
 
     source, loaded = coco.state_dict(), model.state_dict()

@@ -142,7 +142,7 @@ def test_attention_blocks_of_b0_and_b2():
     import torch
 
     from pvt_fpn_d2 import PVTv2Backbone
-    from pvt_fpn_d2.benchmark import attention_modules
+    from benchmarks import attention_modules
 
     b2, b0 = readme("attention")
     with torch.device("meta"):

@@ -26,13 +26,9 @@ from detectron2.modeling import FPN, SemanticSegmentor, build_model
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 from detectron2.utils.events import EventStorage
 
-from pvt_fpn_d2 import PVTv2Backbone, add_pvt_v2_config
-from pvt_fpn_d2.data import SYNTHETIC_CLASSES, generate_synthetic_coco
-from pvt_fpn_d2.semantic import (
-    FPNConcatSemSegHead,
-    add_pvt_v2_sem_seg_config,
-    register_sem_seg_folder,
-)
+from pvt_fpn_d2 import PVTv2Backbone, add_pvt_v2_config, add_pvt_v2_sem_seg_config
+from pvt_fpn_d2.data import SYNTHETIC_CLASSES, generate_synthetic_coco, register_sem_seg_folder
+from pvt_fpn_d2.modeling.semantic import FPNConcatSemSegHead
 
 from .conftest import REPO, subprocess_env
 

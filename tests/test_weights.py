@@ -15,7 +15,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.model_zoo import get_config
 
 from pvt_fpn_d2 import PVTCheckpointer, PVTv2Backbone
-from pvt_fpn_d2.weights import (
+from pvt_fpn_d2.modeling.weights import (
     UnsafeCheckpointError,
     detect_format,
     fetch_timm_hub_weights,
@@ -59,7 +59,7 @@ def test_backbone_loads_every_format_exactly(tmp_path, fmt, name, caplog):
     src = _source(name)
     path = _write(fmt, src.state_dict(), tmp_path / f"w.{fmt}")
     backbone = PVTv2Backbone(name, drop_path_rate=0.0)
-    with caplog.at_level(logging.INFO, logger="pvt_fpn_d2.weights"):
+    with caplog.at_level(logging.INFO, logger="pvt_fpn_d2.modeling.weights"):
         summary = load_pvt_v2_weights(backbone, str(path))
     assert summary.missing == [] and summary.shape_mismatches == []
     assert len(summary.matched) == len(backbone.model.state_dict())
@@ -164,7 +164,7 @@ def test_converter_rejects_a_truncated_checkpoint(tmp_path):
 
 
 def _converter_sd(path):
-    from pvt_fpn_d2.weights import extract_state_dict
+    from pvt_fpn_d2.modeling.weights import extract_state_dict
 
     return extract_state_dict(read_checkpoint(str(path)))
 
@@ -180,7 +180,7 @@ def test_checkpointer_takes_original_files_as_init_checkpoint(tmp_path, fmt, cap
     src = _source()
     raw = _write(fmt, src.state_dict(), tmp_path / f"in.{fmt}")
     model = _mask_rcnn()
-    with caplog.at_level(logging.INFO, logger="pvt_fpn_d2.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="pvt_fpn_d2.engine.checkpoint"):
         PVTCheckpointer(model).resume_or_load(str(raw), resume=False)
     n = len(model.backbone.bottom_up.model.state_dict())
     assert f"{n} matched, 0 missing, 0 unexpected, 0 shape mismatches" in caplog.text
@@ -220,7 +220,7 @@ def test_timm_hub_offline_error_names_the_file_and_config_key():
 
 def test_timm_url_in_init_checkpoint_gives_the_same_error(tmp_path, monkeypatch):
     monkeypatch.setattr("iopath.common.file_io.get_cache_dir", lambda *a: str(tmp_path))
-    monkeypatch.setattr("pvt_fpn_d2.checkpoint.get_cache_dir", lambda *a: str(tmp_path))
+    monkeypatch.setattr("pvt_fpn_d2.engine.checkpoint.get_cache_dir", lambda *a: str(tmp_path))
     with pytest.raises(RuntimeError, match="pvt_v2_b0.in1k/resolve/main/model.safetensors"):
         PVTCheckpointer(_mask_rcnn()).resume_or_load("timm://pvt_v2_b0", resume=False)
 

@@ -49,7 +49,7 @@ for _f in _QUIET:
     _action, _message, _category = _f.split(":")
     warnings.filterwarnings(_action, _message, getattr(builtins, _category))
 
-from pvt_fpn_d2.benchmark import (  # noqa: E402
+from benchmarks import (  # noqa: E402
     DEFAULT_INSTANCES,
     DEFAULT_ITERS,
     R50_FPN,

@@ -18,8 +18,8 @@ from pvt_fpn_d2.cli import silence_known_warnings  # isort: skip
 
 silence_known_warnings()
 
-from pvt_fpn_d2.checkpoint import convert_to_detectron2_checkpoint  # noqa: E402
-from pvt_fpn_d2.weights import (  # noqa: E402
+from pvt_fpn_d2.engine.checkpoint import convert_to_detectron2_checkpoint  # noqa: E402
+from pvt_fpn_d2.modeling.weights import (  # noqa: E402
     D2_BACKBONE_PREFIX,
     detect_format,
     extract_state_dict,

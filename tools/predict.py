@@ -24,7 +24,7 @@ from detectron2.config import LazyConfig  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from pvt_fpn_d2.config import apply_overrides  # noqa: E402
-from pvt_fpn_d2.predict import Predictor, run_prediction  # noqa: E402
+from pvt_fpn_d2.engine.predictor import Predictor, run_prediction  # noqa: E402
 
 
 def main(argv=None) -> None:

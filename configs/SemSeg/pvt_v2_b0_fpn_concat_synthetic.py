@@ -17,7 +17,7 @@ from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import PolynomialDecayParamScheduler
 
 from pvt_fpn_d2.data import SYNTHETIC_CLASSES
-from pvt_fpn_d2.semantic import register_sem_seg_folder
+from pvt_fpn_d2.data import register_sem_seg_folder
 
 from .pvt_v2_b2_fpn_concat_ade20k_40k import dataloader, model, optimizer, train
 

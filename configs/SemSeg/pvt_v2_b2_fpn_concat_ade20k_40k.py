@@ -1,5 +1,5 @@
 # Semantic segmentation on ADE20K (150 classes) with PVT-v2-b2 + FPN and the seed design's head
-# (pvt_fpn_d2.semantic.FPNConcatSemSegHead), trained with the PVT Semantic FPN recipe below.
+# (pvt_fpn_d2.modeling.semantic.FPNConcatSemSegHead), trained with the PVT Semantic FPN recipe below.
 #
 # Recipe: the released PVT / PVTv2-Seg Semantic FPN configs (github.com/whai362/PVT
 # segmentation/configs/sem_fpn, mmsegmentation v0.13): AdamW lr 2e-4, weight decay 1e-4 (norm

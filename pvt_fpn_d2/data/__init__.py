@@ -6,3 +6,4 @@ from .synthetic import SYNTHETIC_CLASSES, generate_synthetic_coco
 from .mapper import DatasetMapper
 from .images import BadImageError, read_image
 from .validation import DatasetError, check_coco_dataset
+from .sem_seg import register_sem_seg_folder

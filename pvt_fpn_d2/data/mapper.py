@@ -34,7 +34,7 @@ class DatasetMapper(D2DatasetMapper):
       with (non-crowd) RLE masks use bitmasks, the others ``instance_mask_format``;
     * in a mask model, an annotation with a box and no mask is kept: ``gt_has_mask`` is False
       for it (its ``gt_masks`` entry is a box-shaped placeholder), so it trains the box and RPN
-      heads and :class:`pvt_fpn_d2.mask_head.PartialMaskRCNNConvUpsampleHead` gives it no mask loss;
+      heads and :class:`pvt_fpn_d2.modeling.mask_head.PartialMaskRCNNConvUpsampleHead` gives it no mask loss;
     * images without annotations give empty ``instances`` (the heads handle them).
 
     Keypoints and precomputed proposals are not supported (use detectron2's mapper).
@@ -103,7 +103,7 @@ class DatasetMapper(D2DatasetMapper):
             segm = obj.get("segmentation")
             if self.use_instance_mask:
                 # a box without a mask trains the box and RPN heads; the mask head skips it
-                # (pvt_fpn_d2.mask_head), so its placeholder mask is never learned
+                # (pvt_fpn_d2.modeling.mask_head), so its placeholder mask is never learned
                 obj["has_mask"] = bool(segm)
                 if not segm:
                     xywh = BoxMode.convert(obj["bbox"], obj["bbox_mode"], BoxMode.XYWH_ABS)

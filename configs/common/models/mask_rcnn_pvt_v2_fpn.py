@@ -2,7 +2,7 @@
 # all stages trained, drop path 0.1, RGB input with ImageNet mean/std).
 from detectron2.model_zoo import get_config
 
-from pvt_fpn_d2.mask_head import PartialMaskRCNNConvUpsampleHead
+from pvt_fpn_d2.modeling.mask_head import PartialMaskRCNNConvUpsampleHead
 
 from ..data.constants import constants
 from .pvt_v2_backbone import bottom_up

@@ -1,7 +1,7 @@
 # detectron2's SemanticSegmentor on detectron2's FPN with PVT-v2 as the bottom-up network (all
 # stages trained, drop path 0.1, RGB input with ImageNet mean/std, as the official recipes).
 #
-# `model` carries the seed design's head (pvt_fpn_d2.semantic.FPNConcatSemSegHead: P2-P5
+# `model` carries the seed design's head (pvt_fpn_d2.modeling.semantic.FPNConcatSemSegHead: P2-P5
 # upsampled to stride 4, concatenated, one 3x3 conv). `semantic_fpn_head` is detectron2's
 # Semantic FPN head for configs that swap it in (`model.sem_seg_head = semantic_fpn_head`).
 from detectron2.config import LazyCall as L
@@ -9,7 +9,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import FPN, SemanticSegmentor
 from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 
-from pvt_fpn_d2.semantic import FPNConcatSemSegHead
+from pvt_fpn_d2.modeling.semantic import FPNConcatSemSegHead
 
 from ..data.constants import constants
 from .pvt_v2_backbone import bottom_up

@@ -65,7 +65,7 @@ class PVTv2Backbone(Backbone):
             use_act_checkpoint: recompute each transformer block in the backward pass
                 (activation checkpointing) to cut training memory.
             weights: ImageNet checkpoint to load: a local file in the official PVT, timm or
-                Hugging Face format (see :mod:`pvt_fpn_d2.weights`), ``"timm://<name>"`` for
+                Hugging Face format (see :mod:`pvt_fpn_d2.modeling.weights`), ``"timm://<name>"`` for
                 timm's weights from the Hugging Face hub, or ``""`` for random initialisation.
             in_chans: number of input channels.
             channels_last: store the convolution weights in channels-last memory format. timm's

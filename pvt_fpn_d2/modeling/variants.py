@@ -35,7 +35,7 @@ def check_variant(name: str) -> None:
 
 def create_timm_model(name: str, **kwargs) -> nn.Module:
     check_variant(name)
-    # num_classes=0: no classifier; pretrained weights are loaded by pvt_fpn_d2.weights.
+    # num_classes=0: no classifier; pretrained weights are loaded by pvt_fpn_d2.modeling.weights.
     return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
 
 

@@ -20,8 +20,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator as D2COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
 
-from .compat import cocoeval_class
-from .data.exports import box_polygon
+from ..compat import cocoeval_class
+from ..data.exports import box_polygon
 
 __all__ = ["COCOEvaluator", "FasterCOCOeval", "segm_ground_truth"]
 

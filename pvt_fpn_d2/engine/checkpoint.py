@@ -9,7 +9,7 @@ Checkpoint loading for PVT-v2 detectors.
   an error, not a page of warnings;
 * fine-tuning from a checkpoint with another number of classes skips the class-specific
   layers with one summary line;
-* files are read safely (:func:`pvt_fpn_d2.weights.read_checkpoint`);
+* files are read safely (:func:`pvt_fpn_d2.modeling.weights.read_checkpoint`);
 * checkpoints and ``last_checkpoint`` are written atomically: a job killed while saving
   leaves the previous checkpoint and a ``last_checkpoint`` that points at a complete file.
 
@@ -29,9 +29,9 @@ from iopath.common.file_io import PathHandler, get_cache_dir
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
-from .backbone import PVTv2Backbone
-from .utils import atomic_torch_save, atomic_write_text
-from .weights import (
+from ..modeling.backbone import PVTv2Backbone
+from ..utils import atomic_torch_save, atomic_write_text
+from ..modeling.weights import (
     TIMM_HUB_PREFIX,
     check_pickle_is_safe,
     detect_format,

@@ -20,8 +20,8 @@ from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .checkpoint import PVTCheckpointer
-from .data.images import read_image
-from .engine import resolve_device
+from ..data.images import read_image
+from .trainer import resolve_device
 
 __all__ = ["Predictor", "find_images", "predictions_to_coco"]
 

@@ -6,9 +6,6 @@ Semantic segmentation on the PVT-v2 FPN, with detectron2's own ``SemanticSegment
   per-pixel class logits, and the logits are upsampled bilinearly to the input size. Trained with
   cross-entropy (an ignore label is skipped) or, for one-class masks, with binary cross-entropy
   on a single logit. Registered in detectron2's ``SEM_SEG_HEADS_REGISTRY``.
-* :func:`register_sem_seg_folder`: registers a folder of images and label PNGs (detectron2's
-  ``sem_seg_file_name`` format) for training and for detectron2's ``SemSegEvaluator``, from a
-  config.
 
 detectron2's Semantic FPN head (``SemSegFPNHead``, the head of the PVT papers' ADE20K results) is
 used as it is; see ``configs/SemSeg/``.
@@ -32,12 +29,7 @@ from detectron2.data.datasets import load_sem_seg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-__all__ = [
-    "SEM_SEG_LOSS_TYPES",
-    "FPNConcatSemSegHead",
-    "add_pvt_v2_sem_seg_config",
-    "register_sem_seg_folder",
-]
+__all__ = ["SEM_SEG_LOSS_TYPES", "FPNConcatSemSegHead"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,159 +235,3 @@ class FPNConcatSemSegHead(nn.Module):
             loss = F.binary_cross_entropy_with_logits(predictions[:, 0], labels, reduction="none")
             loss = (loss * valid).sum()
         return {"loss_sem_seg": loss / num_valid * self.loss_weight}
-
-
-def add_pvt_v2_sem_seg_config(cfg: CfgNode) -> CfgNode:
-    """
-    Add ``cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE`` to a detectron2 yacs config, for
-    ``MODEL.SEM_SEG_HEAD.NAME: "FPNConcatSemSegHead"`` with ``MODEL.META_ARCHITECTURE:
-    "SemanticSegmentor"`` and ``MODEL.BACKBONE.NAME: "build_pvt_v2_fpn_backbone"``.
-    """
-    # "cross_entropy", or "binary_cross_entropy" for one-class masks (NUM_CLASSES: 2)
-    cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-
-def _strip_dot(ext: str) -> str:
-    return ext[1:] if ext.startswith(".") else ext
-
-
-def _stems(folder: str, ext: str) -> List[str]:
-    suffix = "." + ext
-    return sorted(f[: -len(suffix)] for f in os.listdir(folder) if f.endswith(suffix))
-
-
-def _check_label_file(name: str, path: str, num_classes: int, ignore_label: int) -> None:
-    """Check one label PNG: single-channel class indices (what DatasetMapper and the evaluator
-    read alike) within ``[0, num_classes)`` or ``ignore_label``."""
-    with Image.open(path) as im:
-        mode = im.mode
-        if mode != "L":
-            # DatasetMapper reads labels with convert("L"): a palette or RGB PNG would turn into
-            # luminance values, while SemSegEvaluator reads the raw palette indices.
-            raise ValueError(
-                f"Dataset {name!r}: label file {path!r} has PIL mode {mode!r}; label PNGs must "
-                f"be single-channel 8-bit (mode 'L') images of class indices. Convert them, e.g. "
-                f"Image.fromarray(np.asarray(Image.open(p)).astype(np.uint8)).save(p) for "
-                f"palette PNGs."
-            )
-        values = np.unique(np.asarray(im))
-    bad = [int(v) for v in values if v >= num_classes and v != ignore_label]
-    if bad:
-        raise ValueError(
-            f"Dataset {name!r}: label file {path!r} has values {bad}, outside the "
-            f"{num_classes} classes (0..{num_classes - 1}) and ignore_label={ignore_label}."
-        )
-
-
-def register_sem_seg_folder(
-    name: str,
-    image_root: str,
-    label_root: str,
-    classes: Sequence[str],
-    ignore_label: int = 255,
-    image_ext: str = "jpg",
-    label_ext: str = "png",
-) -> str:
-    """
-    Register a semantic segmentation dataset stored as a folder of images and a folder of label
-    PNGs with the same file names (``image_root/x.jpg`` <-> ``label_root/x.png``), and return its
-    name, so a config can write ``names=L(register_sem_seg_folder)(name=..., ...)``.
-
-    A label PNG is a single-channel uint8 image whose pixel values are class indices into
-    ``classes`` (0 is usually the background) or ``ignore_label``: detectron2's
-    ``sem_seg_file_name`` format, read by ``DatasetMapper`` and ``SemSegEvaluator``. The files
-    are listed with detectron2's ``load_sem_seg``, and the metadata (``stuff_classes``,
-    ``ignore_label``, ``evaluator_type="sem_seg"``, ``image_root``, ``sem_seg_root``) is what
-    detectron2's ``SemSegEvaluator`` and ``Visualizer`` read.
-
-    Registering the same name again with the same arguments does nothing; with other arguments
-    it is an error.
-
-    Args:
-        name: dataset name, e.g. ``"my_sem_seg_train"``.
-        image_root: folder of the images.
-        label_root: folder of the label PNGs.
-        classes: class names, index k = label value k.
-        ignore_label: label value of pixels that are not evaluated nor trained on.
-        image_ext, label_ext: file extensions (with or without the dot).
-
-    Returns:
-        str: ``name``.
-
-    Raises:
-        FileNotFoundError: a folder does not exist, or holds no image / no label file.
-        ValueError: images without a label file, a label PNG that is not single-channel or has
-            values outside the classes (the first label file is checked), no classes, or the
-            name already registered with other arguments.
-    """
-    classes = [str(c) for c in classes]
-    if not classes:
-        raise ValueError(f"Dataset {name!r}: classes is empty; give the class names.")
-    image_ext, label_ext = _strip_dot(image_ext), _strip_dot(label_ext)
-    image_root, label_root = str(image_root), str(label_root)
-    metadata = dict(
-        stuff_classes=classes,
-        ignore_label=int(ignore_label),
-        evaluator_type="sem_seg",
-        image_root=image_root,
-        sem_seg_root=label_root,
-        image_ext=image_ext,
-        sem_seg_ext=label_ext,
-    )
-    if name in DatasetCatalog.list():
-        meta = MetadataCatalog.get(name)
-        registered = {k: meta.get(k) for k in metadata}
-        if registered == metadata:
-            return name
-        diff = {k: (registered[k], v) for k, v in metadata.items() if registered[k] != v}
-        raise ValueError(
-            f"Dataset name {name!r} is already registered with other arguments "
-            f"(registered, requested): {diff}. Use another name."
-        )
-
-    for kind, folder in (("image", image_root), ("label", label_root)):
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"Dataset {name!r}: {kind} folder {folder!r} does not exist.")
-    images = _stems(image_root, image_ext)
-    if not images:
-        raise FileNotFoundError(f"Dataset {name!r}: no *.{image_ext} images in {image_root!r}.")
-    labels = _stems(label_root, label_ext)
-    if not labels:
-        raise FileNotFoundError(
-            f"Dataset {name!r}: no *.{label_ext} label files in {label_root!r}."
-        )
-    unlabelled = sorted(set(images) - set(labels))
-    if unlabelled:
-        examples = ", ".join(f"{s}.{image_ext}" for s in unlabelled[:5])
-        raise ValueError(
-            f"Dataset {name!r}: {len(unlabelled)} of {len(images)} images in {image_root!r} have "
-            f"no label file in {label_root!r} (expected the same name with .{label_ext}), e.g. "
-            f"{examples}."
-        )
-    unused = len(set(labels) - set(images))
-    if unused:
-        logger.warning(f"Dataset {name!r}: {unused} label files in {label_root!r} have no image.")
-    _check_label_file(
-        name, os.path.join(label_root, f"{images[0]}.{label_ext}"), len(classes), ignore_label
-    )
-
-    if name in MetadataCatalog.list():  # metadata left behind by a removed dataset
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(
-        name,
-        functools.partial(
-            load_sem_seg, label_root, image_root, gt_ext=label_ext, image_ext=image_ext
-        ),
-    )
-    MetadataCatalog.get(name).set(**metadata)
-    logger.info(
-        f"Registered dataset {name!r}: {len(images)} images in {image_root!r}, labels in "
-        f"{label_root!r}, {len(classes)} classes {classes}"
-    )
-    return name

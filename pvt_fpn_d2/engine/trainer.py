@@ -13,8 +13,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.engine import SimpleTrainer
 from detectron2.utils import comm
 
-from .data.validation import BOX_ONLY_CONFIGS
-from .mask_head import supports_boxes_without_masks
+from ..data.validation import BOX_ONLY_CONFIGS
+from ..modeling.mask_head import supports_boxes_without_masks
 
 __all__ = [
     "Trainer",
@@ -143,7 +143,7 @@ def check_data_fits_model(cfg, model: torch.nn.Module, splits=("train", "test"))
                 raise ValueError(
                     f"Dataset {name!r} has {without} objects with a box and no mask, and the mask "
                     f"head {type(roi_heads.mask_head).__name__} would learn them as rectangles: "
-                    "use pvt_fpn_d2.mask_head.PartialMaskRCNNConvUpsampleHead (the configs' "
+                    "use pvt_fpn_d2.modeling.mask_head.PartialMaskRCNNConvUpsampleHead (the configs' "
                     "default) or drop those annotations."
                 )
             logger.info(

@@ -1,0 +1,17 @@
+"""
+The models: the PVT-v2 bottom-up network as a detectron2 ``Backbone`` (with its FPN builders),
+the variant table, weight-format loading, and the heads this project adds (a mask head that
+skips box-only objects, the FPN concat semantic head). Importing it registers them in
+detectron2's registries.
+"""
+
+from .variants import PVT_V2_VARIANTS, STAGE_NAMES, pvt_v2_out_channels
+from .weights import load_pvt_v2_weights
+from .backbone import (
+    PVTv2Backbone,
+    build_pvt_v2_backbone,
+    build_pvt_v2_fpn_backbone,
+    build_pvt_v2_retinanet_fpn_backbone,
+)
+from .mask_head import PartialMaskRCNNConvUpsampleHead
+from .semantic import SEM_SEG_LOSS_TYPES, FPNConcatSemSegHead
