@@ -22,7 +22,11 @@ setup(
     description="PVT-v2 (Pyramid Vision Transformer v2) backbones with FPN for Detectron2",
     long_description=(Path(__file__).parent / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=("pvt_fpn_d2", "pvt_fpn_d2.*")),
+    # the configs/ folder ships inside the package as pvt_fpn_d2/configs (pvt_fpn_d2.model_zoo):
+    # one copy of the configs, read in place in a checkout
+    packages=find_packages(include=("pvt_fpn_d2", "pvt_fpn_d2.*")) + ["pvt_fpn_d2.configs"],
+    package_dir={"pvt_fpn_d2.configs": "configs"},
+    package_data={"pvt_fpn_d2.configs": ["**/*.py", "**/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",

@@ -8,7 +8,8 @@ tools/lazyconfig_train_net.py.
   python train_net.py --config-file CFG --resume          # from train.output_dir/last_checkpoint
 
 Any config key can be overridden on the command line as key=value. Without GPUs everything
-runs on the CPU, and --num-gpus N starts N CPU processes (gloo).
+runs on the CPU, and --num-gpus N starts N CPU processes (gloo). CFG is a file or a name of the
+package's model zoo, e.g. COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py (pvt_fpn_d2.model_zoo).
 """
 
 import json
@@ -37,6 +38,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from pvt_fpn_d2 import PVTCheckpointer  # noqa: E402
 from pvt_fpn_d2.compat import launch  # noqa: E402
 from pvt_fpn_d2.config import apply_overrides  # noqa: E402
+from pvt_fpn_d2.model_zoo import resolve_config_file  # noqa: E402
 from pvt_fpn_d2.engine import (  # noqa: E402
     Trainer,
     amp_dtype,
@@ -127,8 +129,15 @@ def do_train(args, cfg):
     trainer.train(start_iter, cfg.train.max_iter)
 
 
+def load_config(args):
+    """The config of ``--config-file`` (a file, or a model-zoo name such as
+    ``COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py``) with the command line's overrides."""
+    args.config_file = resolve_config_file(args.config_file)
+    return apply_overrides(LazyConfig.load(args.config_file), args.opts)
+
+
 def main(args):
-    cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = load_config(args)
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="pvt_fpn_d2")
 

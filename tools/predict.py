@@ -25,6 +25,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from pvt_fpn_d2.config import apply_overrides  # noqa: E402
 from pvt_fpn_d2.engine.predictor import Predictor, run_prediction  # noqa: E402
+from pvt_fpn_d2.model_zoo import resolve_config_file  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -46,7 +47,7 @@ def main(argv=None) -> None:
     setup_logger(name="pvt_fpn_d2")
     setup_logger(name="detectron2", abbrev_name="d2").setLevel(logging.WARNING)
 
-    cfg = apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = apply_overrides(LazyConfig.load(resolve_config_file(args.config_file)), args.opts)
     result = run_prediction(
         Predictor(cfg, args.checkpoint),
         args.input,

@@ -17,16 +17,18 @@ def load_model_config(spec: ModelSpec, task: str):
     from detectron2.model_zoo import get_config
 
     from pvt_fpn_d2.config import apply_overrides
+    from pvt_fpn_d2.model_zoo import resolve_config_file
 
     if spec.config == R50_FPN:
         cfg = get_config("common/models/mask_rcnn_fpn.py")
     else:
-        if not os.path.isfile(spec.config):
+        try:
+            path = resolve_config_file(spec.config)
+        except FileNotFoundError as e:
             raise FileNotFoundError(
-                f"Config file {spec.config!r} not found (or use {R50_FPN!r} for detectron2's "
-                "Mask R-CNN R50-FPN)."
-            )
-        cfg = LazyConfig.load(spec.config)
+                f"{e} (or use {R50_FPN!r} for detectron2's Mask R-CNN R50-FPN)"
+            ) from None
+        cfg = LazyConfig.load(path)
     if "model" not in cfg:
         raise ValueError(f"{spec.config} has no `model` to benchmark.")
     bottom_up = _select(cfg, "model.backbone.bottom_up")
