@@ -27,7 +27,12 @@ from detectron2.modeling.meta_arch.semantic_seg import SemSegFPNHead
 from detectron2.utils.events import EventStorage
 
 from pvt_fpn_d2 import PVTv2Backbone, add_pvt_v2_config, add_pvt_v2_sem_seg_config
-from pvt_fpn_d2.data import SYNTHETIC_CLASSES, generate_synthetic_coco, register_sem_seg_folder
+from pvt_fpn_d2.data import (
+    SYNTHETIC_CLASSES,
+    BadImageError,
+    generate_synthetic_coco,
+    register_sem_seg_folder,
+)
 from pvt_fpn_d2.modeling.semantic import FPNConcatSemSegHead
 
 from .conftest import REPO, subprocess_env
@@ -470,3 +475,47 @@ def test_train_net_trains_and_evaluates_a_synthetic_config(tiny, tmp_path):
         assert abs(sum(entry["classes"].values()) - 1) < 1e-3
         assert set(entry["classes"]) <= set(CLASSES)
     assert len(list(pred.glob("*.jpg"))) == len(images)
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.py")))
+def test_semantic_configs_read_labels_as_the_evaluator_does(config, tmp_path):
+    """Every semantic config maps with the project's DatasetMapper, whose label maps equal what
+    detectron2's SemSegEvaluator reads (np.array(Image.open(f), dtype=int)): palette indices,
+    not the luminance of the palette's colours; 16-bit values, not scaled to 8 bits."""
+    from detectron2.data import DatasetMapper as D2DatasetMapper
+
+    from pvt_fpn_d2.data import DatasetMapper
+
+    cfg = LazyConfig.load(str(CONFIGS / config))
+    assert cfg.dataloader.train.mapper._target_ is DatasetMapper
+    assert cfg.dataloader.test.mapper._target_ is DatasetMapper
+    # 512 px high: the ADE20K test mapper's resize (shorter side 512) keeps the size
+    cfg.dataloader.test.mapper.augmentations = []
+    mapper = instantiate(cfg.dataloader.test.mapper)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (512, 640, 3), dtype=np.uint8)).save(tmp_path / "i.jpg")
+    indices = rng.integers(0, 150, (512, 640)).astype(np.uint8)
+    indices[:40] = 255
+    palette = Image.fromarray(indices, mode="P")
+    palette.putpalette(rng.integers(0, 255, 768, dtype=np.uint8).tolist())
+    palette.save(tmp_path / "palette.png")
+    Image.fromarray(indices).save(tmp_path / "grey.png")
+    Image.fromarray(indices.astype(np.uint16) * 2).save(tmp_path / "wide.png")  # I;16
+    for name in ("palette.png", "grey.png", "wide.png"):
+        expected = np.array(Image.open(tmp_path / name), dtype=int)  # SemSegEvaluator's reading
+        item = {"file_name": str(tmp_path / "i.jpg"), "sem_seg_file_name": str(tmp_path / name)}
+        mapped = mapper(dict(item))["sem_seg"].numpy()
+        np.testing.assert_array_equal(mapped, expected, err_msg=name)
+    assert expected.max() == 510  # 16-bit values above 255 kept (2 x the ignored 255)
+    # detectron2's own mapper reads the palette file as luminance: what this guards against
+    d2 = D2DatasetMapper(is_train=False, augmentations=[], image_format="RGB")
+    item = {
+        "file_name": str(tmp_path / "i.jpg"),
+        "sem_seg_file_name": str(tmp_path / "palette.png"),
+    }
+    assert not np.array_equal(d2(item)["sem_seg"].numpy(), indices)
+    with pytest.raises(BadImageError, match="not RGB colours"):
+        Image.fromarray(np.stack([indices] * 3, -1)).save(tmp_path / "rgb.png")
+        mapper(
+            {"file_name": str(tmp_path / "i.jpg"), "sem_seg_file_name": str(tmp_path / "rgb.png")}
+        )

@@ -17,7 +17,6 @@
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import (
-    DatasetMapper,
     build_detection_test_loader,
     build_detection_train_loader,
     get_detection_dataset_dicts,
@@ -25,6 +24,7 @@ from detectron2.data import (
 from detectron2.evaluation import SemSegEvaluator
 from fvcore.common.param_scheduler import PolynomialDecayParamScheduler
 
+from pvt_fpn_d2.data import DatasetMapper  # detectron2's, reading images and labels robustly
 from pvt_fpn_d2.utils import default_num_workers
 
 from ..common.models.sem_seg_pvt_v2_fpn import model

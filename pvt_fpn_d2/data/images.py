@@ -1,12 +1,13 @@
 """
 The one image reader of training, evaluation and prediction: EXIF orientation applied,
-grayscale / palette / RGBA / CMYK converted, 16-bit scaled to 8 bits, unreadable files named.
+grayscale / palette / RGBA / CMYK converted, 16-bit scaled to 8 bits, unreadable files named;
+and the reader of semantic label maps, which keeps the stored class indices.
 """
 
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["BadImageError", "read_image", "image_size"]
+__all__ = ["BadImageError", "read_image", "read_label_map", "image_size"]
 
 
 class BadImageError(OSError):
@@ -63,6 +64,34 @@ def read_image(file_name: str, format: str = "RGB") -> np.ndarray:
             return np.asarray(img.convert("L"))[:, :, None]
         arr = np.asarray(img.convert("RGB"))
     return arr[:, :, ::-1] if format == "BGR" else arr
+
+
+# one value per pixel: grey (8, 16 or 32 bits), palette indices, black and white
+_LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
+
+
+def read_label_map(file_name: str) -> np.ndarray:
+    """
+    Read a semantic segmentation label map as the class indices it stores, as detectron2's
+    ``SemSegEvaluator`` reads it: palette PNGs give their palette indices (not the luminance of
+    their colours), 16-bit PNGs their values (not scaled to 8 bits). EXIF orientation is applied
+    as :func:`read_image` does for the image.
+
+    Returns:
+        (H, W) array: uint8 for 8-bit and palette files, the stored integer type otherwise.
+
+    Raises:
+        BadImageError: the file cannot be read, or holds colours (RGB) instead of indices.
+    """
+    with _open(file_name, decode=True) as opened:
+        img = ImageOps.exif_transpose(opened)
+        if img.mode not in _LABEL_MODES:
+            raise BadImageError(
+                f"{file_name}: a label map holds one class index per pixel (a grey or palette "
+                f"PNG), not {img.mode} colours. Convert each colour to its class index."
+            )
+        arr = np.array(img)  # a copy: writable, as the transforms need
+    return arr.astype(np.uint8) if arr.dtype == bool else arr
 
 
 def image_size(file_name: str, decode: bool = False) -> tuple:

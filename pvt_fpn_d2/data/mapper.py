@@ -13,7 +13,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from .exports import box_polygon
-from .images import BadImageError, read_image
+from .images import BadImageError, read_image, read_label_map
 
 __all__ = ["DatasetMapper"]
 
@@ -26,7 +26,9 @@ class DatasetMapper(D2DatasetMapper):
     hardened for real data:
 
     * images are read with :func:`pvt_fpn_d2.data.images.read_image`: EXIF orientation,
-      grayscale / RGBA / palette / 16-bit converted;
+      grayscale / RGBA / palette / 16-bit converted; semantic labels with
+      :func:`~pvt_fpn_d2.data.images.read_label_map`: the stored class indices (palette
+      indices, 16-bit values), as detectron2's ``SemSegEvaluator`` reads them;
     * an image that cannot be read or does not match its json size is skipped in training
       with a warning naming the file (detectron2 then loads another image); in evaluation it
       is an error naming the file;
@@ -73,9 +75,15 @@ class DatasetMapper(D2DatasetMapper):
                 f"(HxW) but the image is {h}x{w}; fix the json (python -m "
                 "pvt_fpn_d2.check_dataset lists all such images)"
             )
+        # what detectron2's check_image_size fills in: the aspect-ratio grouping needs it
+        dataset_dict.setdefault("height", h)
+        dataset_dict.setdefault("width", w)
         sem_seg = None
         if "sem_seg_file_name" in dataset_dict:
-            sem_seg = read_image(dataset_dict.pop("sem_seg_file_name"), "L")[:, :, 0]
+            sem_seg = read_label_map(dataset_dict.pop("sem_seg_file_name"))
+            if sem_seg.dtype != np.uint8:
+                # detectron2's resize takes uint8 or float segmentations (exact below 2**24)
+                sem_seg = sem_seg.astype(np.float32)
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         transforms = self.augmentations(aug_input)

@@ -15,6 +15,8 @@ from PIL import Image
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
+from .images import BadImageError, read_label_map
+
 __all__ = ["register_sem_seg_folder"]
 
 logger = logging.getLogger(__name__)
@@ -30,20 +32,16 @@ def _stems(folder: str, ext: str) -> List[str]:
 
 
 def _check_label_file(name: str, path: str, num_classes: int, ignore_label: int) -> None:
-    """Check one label PNG: single-channel class indices (what DatasetMapper and the evaluator
-    read alike) within ``[0, num_classes)`` or ``ignore_label``."""
+    """Check one label PNG: class indices (grey or palette, what the project's DatasetMapper and
+    detectron2's SemSegEvaluator read alike) within ``[0, num_classes)`` or ``ignore_label``."""
     with Image.open(path) as im:
         mode = im.mode
-        if mode != "L":
-            # DatasetMapper reads labels with convert("L"): a palette or RGB PNG would turn into
-            # luminance values, while SemSegEvaluator reads the raw palette indices.
-            raise ValueError(
-                f"Dataset {name!r}: label file {path!r} has PIL mode {mode!r}; label PNGs must "
-                f"be single-channel 8-bit (mode 'L') images of class indices. Convert them, e.g. "
-                f"Image.fromarray(np.asarray(Image.open(p)).astype(np.uint8)).save(p) for "
-                f"palette PNGs."
-            )
-        values = np.unique(np.asarray(im))
+    try:
+        values = np.unique(read_label_map(path))
+    except BadImageError as e:
+        raise ValueError(
+            f"Dataset {name!r}: label file {path!r} has PIL mode {mode!r}: {e}"
+        ) from None
     bad = [int(v) for v in values if v >= num_classes and v != ignore_label]
     if bad:
         raise ValueError(
@@ -66,9 +64,9 @@ def register_sem_seg_folder(
     PNGs with the same file names (``image_root/x.jpg`` <-> ``label_root/x.png``), and return its
     name, so a config can write ``names=L(register_sem_seg_folder)(name=..., ...)``.
 
-    A label PNG is a single-channel uint8 image whose pixel values are class indices into
-    ``classes`` (0 is usually the background) or ``ignore_label``: detectron2's
-    ``sem_seg_file_name`` format, read by ``DatasetMapper`` and ``SemSegEvaluator``. The files
+    A label PNG holds one class index per pixel, into ``classes`` (0 is usually the background)
+    or ``ignore_label``: a grey (8 or 16-bit) or palette PNG, detectron2's ``sem_seg_file_name``
+    format, read alike by the project's ``DatasetMapper`` and detectron2's ``SemSegEvaluator``. The files
     are listed with detectron2's ``load_sem_seg``, and the metadata (``stuff_classes``,
     ``ignore_label``, ``evaluator_type="sem_seg"``, ``image_root``, ``sem_seg_root``) is what
     detectron2's ``SemSegEvaluator`` and ``Visualizer`` read.
@@ -89,7 +87,7 @@ def register_sem_seg_folder(
 
     Raises:
         FileNotFoundError: a folder does not exist, or holds no image / no label file.
-        ValueError: images without a label file, a label PNG that is not single-channel or has
+        ValueError: images without a label file, a label PNG of colours (not indices) or with
             values outside the classes (the first label file is checked), no classes, or the
             name already registered with other arguments.
     """
