@@ -7,6 +7,10 @@ leaves upstream detectron2 on its own code path.
   this starts the worker processes with the gloo backend instead (upstream does the same).
 * :func:`cocoeval_class`: detectron2's fast COCOeval needs its compiled ops; this swaps in
   another COCOeval class (faster-coco-eval's C++ one) for the duration of an evaluation.
+* :func:`preloaded_coco_apis`: detectron2's ``load_coco_json`` and ``COCOEvaluator`` each parse
+  their json again with pycocotools' ``COCO(path)``; this hands them the ``COCO`` object already
+  built from the one read of that json. Where a detectron2 version reads the json some other
+  way, it simply parses it as before.
 * :func:`flop_count_analysis_class`: v0.6's ``detectron2.export`` imports caffe2, gone from
   torch 2, and ``detectron2.utils.analysis`` (the FLOP counter) imports ``detectron2.export``.
 """
@@ -20,7 +24,7 @@ import socket
 import sys
 import types
 from datetime import timedelta
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -32,7 +36,13 @@ from detectron2.utils import comm
 d2_launch = importlib.import_module("detectron2.engine.launch")
 d2_coco_evaluation = importlib.import_module("detectron2.evaluation.coco_evaluation")
 
-__all__ = ["launch", "launcher_supports_cpu", "cocoeval_class", "flop_count_analysis_class"]
+__all__ = [
+    "launch",
+    "launcher_supports_cpu",
+    "cocoeval_class",
+    "preloaded_coco_apis",
+    "flop_count_analysis_class",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +130,38 @@ def cocoeval_class(cls: type, max_dets_cls: Optional[type] = None) -> Iterator[N
     finally:
         for n, v in saved.items():
             setattr(d2_coco_evaluation, n, v)
+
+
+@contextlib.contextmanager
+def preloaded_coco_apis(apis: Mapping[str, Any]) -> Iterator[None]:
+    """
+    Inside this context, ``COCO(path)`` as detectron2's ``load_coco_json`` (which imports
+    ``pycocotools.coco.COCO`` when called) and ``COCOEvaluator`` (through its
+    ``coco_evaluation`` module) call it returns ``apis[abspath(path)]``, a ``COCO`` object built
+    once from the data already read; any other path is parsed as usual.
+    """
+    import pycocotools.coco as pycocotools_coco
+
+    modules = [m for m in (pycocotools_coco, d2_coco_evaluation) if hasattr(m, "COCO")]
+    saved = {m: m.COCO for m in modules}
+
+    def preloaded(original):
+        def COCO(annotation_file=None):
+            if isinstance(annotation_file, (str, os.PathLike)):
+                api = apis.get(os.path.abspath(annotation_file))
+                if api is not None:
+                    return api
+            return original(annotation_file)
+
+        return COCO
+
+    try:
+        for m in modules:
+            m.COCO = preloaded(saved[m])
+        yield
+    finally:
+        for m, original in saved.items():
+            m.COCO = original
 
 
 def flop_count_analysis_class() -> type:

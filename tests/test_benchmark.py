@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import math
+import os
 import time
 
 import pytest
@@ -337,3 +338,38 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         tool.main(["--config-file", B0, "--task", "inference", "--vs-timm", *TINY])
     with pytest.raises(ValueError, match="--compare-act-checkpoint needs --task train"):
         tool.main(["--config-file", B0, "--task", "backbone", "--compare-act-checkpoint"])
+
+
+def test_data_task_measures_a_generated_coco_json(tmp_path):
+    """--task data: the generated json has what was asked, and each side ran in its own
+    interpreter with the checkout it names."""
+    from benchmarks import make_large_coco
+
+    json_file, images = make_large_coco(str(tmp_path / "d"), num_images=12, instances=3)
+    data = json.loads(open(json_file).read())
+    assert (len(data["images"]), len(data["annotations"])) == (12, 36)
+    assert len(os.listdir(images)) == 12
+    for a in data["annotations"]:  # polygons inside their image, boxes around them
+        x, y, w, h = a["bbox"]
+        poly = a["segmentation"][0]
+        assert 0 <= min(poly) and max(poly[0::2]) < 640 and max(poly[1::2]) < 480
+        assert x <= min(poly[0::2]) and y <= min(poly[1::2])
+    result = _run(
+        tmp_path,
+        "--task",
+        "data",
+        "--num-images",
+        "12",
+        "--instances",
+        "3",
+        "--data-dir",
+        tmp_path / "d",
+        "--other-checkout",
+        REPO,
+    )
+    d = result["data"]
+    assert d["num_annotations"] == 36
+    for side in ("A", "B"):
+        assert d[side]["package"] == str(REPO / "pvt_fpn_d2/__init__.py")
+        assert d[side]["start_to_first_batch_s"] >= d[side]["register_s"] > 0
+        assert d[side]["peak_rss_mb"] > 100  # torch alone is more

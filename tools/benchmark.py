@@ -17,6 +17,9 @@ and the fast COCO evaluation. Models get random weights: nothing is downloaded.
       --task train --batch-size 2 --compare-act-checkpoint
   # pycocotools against faster-coco-eval on 500 synthetic images x 20 objects
   python tools/benchmark.py --task eval
+  # a COCO json of 50000 images x 10 objects: registration, first batch, evaluator set-up, memory
+  # (--other-checkout DIR: the same with another checkout's pvt_fpn_d2, e.g. an older commit)
+  python tools/benchmark.py --task data
 
 CFG is a LazyConfig file or detectron2:R50-FPN (detectron2's model-zoo Mask R-CNN R50-FPN,
 common/models/mask_rcnn_fpn.py). With --compare, A is --config-file and B is --compare: every ratio
@@ -59,6 +62,7 @@ from benchmarks import (  # noqa: E402
     environment_info,
     format_report,
     run_benchmark,
+    run_data_benchmark,
     run_eval_benchmark,
 )
 
@@ -124,7 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"objects per image (train: {DEFAULT_INSTANCES['train']}, "
         f"eval: {DEFAULT_INSTANCES['eval']})",
     )
-    parser.add_argument("--num-images", type=int, default=500, help="eval task: images")
+    parser.add_argument(
+        "--num-images", type=int, default=None, help="eval task: images (500); data: (50000)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default="datasets/large_coco",
+        help="data task: where the generated dataset is written (and reused)",
+    )
+    parser.add_argument(
+        "--other-checkout",
+        metavar="DIR",
+        help="data task: run the same measurement with the pvt_fpn_d2 of DIR too (B), e.g. a "
+        "git worktree of an older commit",
+    )
     parser.add_argument("opts", nargs="*", default=[], help="overrides of CFG (A): key=value")
     return parser
 
@@ -144,7 +161,21 @@ def main(argv=None) -> dict:
             "task": "eval",
             "settings": {"iters": iters, "warmup": warmup, "seed": args.seed},
             "environment": environment_info("cpu"),
-            "eval": run_eval_benchmark(args.num_images, instances, iters, warmup, args.seed),
+            "eval": run_eval_benchmark(args.num_images or 500, instances, iters, warmup, args.seed),
+        }
+    elif args.task == "data":
+        result = {
+            "task": "data",
+            "settings": {"iters": iters, "seed": args.seed},
+            "environment": environment_info("cpu"),
+            "data": run_data_benchmark(
+                args.data_dir,
+                args.num_images or 50000,
+                instances,
+                iters,
+                args.other_checkout,
+                args.seed,
+            ),
         }
     else:
         if not args.config_file:

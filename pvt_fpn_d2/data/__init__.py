@@ -1,9 +1,13 @@
-"""Datasets: COCO-format registration and the synthetic dataset."""
+"""
+The data path: COCO-format registration of any annotation tool's export (read once, checked),
+semantic-segmentation folders, the one image reader and the label-map reader, the hardened
+``DatasetMapper`` of training, evaluation and prediction, and the synthetic dataset.
+"""
 
 from .coco_json import coco_json_class_names, coco_json_num_classes, register_coco_json
 from .exports import PreparedCoco, prepare_coco
 from .synthetic import SYNTHETIC_CLASSES, generate_synthetic_coco
 from .mapper import DatasetMapper
-from .images import BadImageError, read_image
+from .images import BadImageError, read_image, read_label_map
 from .validation import DatasetError, check_coco_dataset
 from .sem_seg import register_sem_seg_folder

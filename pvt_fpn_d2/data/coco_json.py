@@ -5,23 +5,32 @@ including the exports of annotation tools (read as :mod:`pvt_fpn_d2.data.exports
 The json is the one source of truth for the classes: :func:`register_coco_json` puts its class
 names and id mapping into the dataset's metadata, and :func:`coco_json_num_classes` gives the
 number of classes that the config passes to the box, mask and RetinaNet heads.
+
+A json is parsed once per process: the class lookups of the configs, the checks and the
+registration share one cached read, and detectron2's ``load_coco_json`` (the dataset dicts) and
+the project's ``COCOEvaluator`` (the ground truth) get one pycocotools ``COCO`` object built from
+it (:func:`coco_api`) instead of parsing the file again.
 """
 
 import atexit
+import contextlib
+import functools
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
 from functools import lru_cache
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from ..compat import preloaded_coco_apis
 from .validation import DatasetError, check_coco_dataset
 
-__all__ = ["register_coco_json", "coco_json_num_classes", "coco_json_class_names"]
+__all__ = ["register_coco_json", "coco_json_num_classes", "coco_json_class_names", "coco_api"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +82,65 @@ def coco_json_num_classes(json_file: str, drop_empty_categories: bool = False) -
 _TMP_DIR: Optional[str] = None
 
 
+# the json files training and evaluation read (absolute paths) -> (modification time, data)
+_REGISTERED_JSON: Dict[str, Tuple[float, Dict[str, Any]]] = {}
+_SHARED_APIS: Dict[str, Any] = {}  # path -> the COCO object load_coco_json reads
+
+
+class _CocoApis:
+    """``COCO`` objects of the registered json files, by absolute path, while the file is
+    unchanged: one shared object (``load_coco_json`` only reads it), or with ``own_annotations``
+    a new one whose annotation dicts are copies (COCOeval writes into the ground truth:
+    ``ignore``, and polygons turned into RLE), so an evaluation changes nothing else."""
+
+    def __init__(self, own_annotations: bool):
+        self.own_annotations = own_annotations
+
+    def get(self, path, default=None):
+        entry = _REGISTERED_JSON.get(path)
+        try:
+            fresh = entry is not None and os.path.getmtime(path) == entry[0]
+        except OSError:
+            fresh = False
+        if not fresh:
+            return default
+        data = entry[1]
+        if self.own_annotations:
+            return _build_coco_api(dict(data, annotations=[dict(a) for a in data["annotations"]]))
+        if path not in _SHARED_APIS:
+            _SHARED_APIS[path] = _build_coco_api(data)
+        return _SHARED_APIS[path]
+
+
+def coco_api(json_file: str, own_annotations: bool = True):
+    """A pycocotools ``COCO`` object of a registered dataset's ``json_file`` (its metadata's),
+    built from the data already read (None if it is not one of them or the file changed); with
+    ``own_annotations`` its annotation dicts are copies, which the caller may change."""
+    return _CocoApis(own_annotations).get(os.path.abspath(json_file))
+
+
+def registered_coco_apis(own_annotations: bool = False):
+    """A context in which detectron2's ``COCO(path)`` of a registered dataset's json returns
+    :func:`coco_api` instead of parsing the file again."""
+    return preloaded_coco_apis(_CocoApis(own_annotations))
+
+
+def _build_coco_api(data: Dict[str, Any]):
+    from pycocotools.coco import COCO
+
+    api = COCO()
+    api.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "creating index..."
+        api.createIndex()
+    return api
+
+
+def _load_coco_json(json_file: str, image_root: str, name: str) -> List[Dict[str, Any]]:
+    """detectron2's ``load_coco_json``, reading the data of the registration, not the file."""
+    with registered_coco_apis():
+        return load_coco_json(json_file, image_root, name)
+
+
 def _prepared_copy_dir() -> str:
     """A folder for the prepared copies of this process, removed when the process exits."""
     global _TMP_DIR
@@ -118,10 +186,7 @@ def register_coco_json(
         crowd_masks: "auto", "objects" or "crowd": what ``iscrowd: 1`` masks are (see
             :func:`~pvt_fpn_d2.data.exports.prepare_coco`).
     """
-    if not os.path.isdir(image_root):
-        raise FileNotFoundError(f"Dataset {name!r}: image folder {image_root!r} does not exist.")
-    data = _coco_json(json_file)
-    if name in DatasetCatalog.list():
+    if name in DatasetCatalog.list():  # each config node that names it registers it again
         meta = MetadataCatalog.get(name)
         if (meta.get("source_json"), meta.get("image_root")) == (json_file, image_root):
             return name
@@ -129,6 +194,9 @@ def register_coco_json(
             f"Dataset name {name!r} is already registered for {meta.get('source_json')} and "
             f"{meta.get('image_root')}; use another name for {json_file}."
         )
+    if not os.path.isdir(image_root):
+        raise FileNotFoundError(f"Dataset {name!r}: image folder {image_root!r} does not exist.")
+    data = _coco_json(json_file)
     report = check_coco_dataset(
         json_file,
         image_root,
@@ -152,7 +220,10 @@ def register_coco_json(
         source = os.path.join(_prepared_copy_dir(), f"{name}.json")
         with open(source, "w") as f:
             json.dump(prepared.data, f)
-    DatasetCatalog.register(name, lambda: load_coco_json(source, image_root, name))
+    path = os.path.abspath(source)
+    _REGISTERED_JSON[path] = (os.path.getmtime(path), prepared.data)
+    _SHARED_APIS.pop(path, None)
+    DatasetCatalog.register(name, functools.partial(_load_coco_json, source, image_root, name))
     cats = prepared.data["categories"]
     MetadataCatalog.get(name).set(
         thing_classes=[c["name"] for c in cats],

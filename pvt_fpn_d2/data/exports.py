@@ -187,7 +187,7 @@ def prepare_coco(
     Normalise a COCO json as written by an annotation tool (see the module docstring).
 
     Args:
-        data: the parsed json (not modified).
+        data: the parsed json (not modified; the result shares its unchanged dicts).
         image_root: the folder the images are in.
         drop_empty_categories: drop the categories that have no annotation (in
             ``empty_categories_from``, default ``data``), and any annotation of them.
@@ -315,14 +315,16 @@ def prepare_coco(
             else:
                 out.num_without_mask += 1
             per_image[a2.get("image_id")] += 1
-        changed |= a2 != a
+        if a2 == a:
+            a2 = a  # unchanged: the parsed dict itself, not a second copy of a large json
+        else:
+            changed = True
         new_anns.append(a2)
 
     ids = [a.get("id") for a in new_anns]
     if any(not isinstance(i, int) or i == 0 for i in ids) or len(set(ids)) != len(ids):
         # pycocotools matches with annotation ids and takes 0 for "unmatched"
-        for i, a2 in enumerate(new_anns):
-            a2["id"] = i + 1
+        new_anns = [dict(a2, id=i + 1) for i, a2 in enumerate(new_anns)]
         why = "id 0 (pycocotools' 'unmatched' marker)" if 0 in ids else "missing or repeated ids"
         out.note("annotation ids", len(ids), f"annotations re-numbered 1..N: {why}")
         changed = True

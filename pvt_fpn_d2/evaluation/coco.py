@@ -21,6 +21,7 @@ from detectron2.evaluation import COCOEvaluator as D2COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
 
 from ..compat import cocoeval_class
+from ..data.coco_json import registered_coco_apis
 from ..data.exports import box_polygon
 
 __all__ = ["COCOEvaluator", "FasterCOCOeval", "segm_ground_truth"]
@@ -121,15 +122,18 @@ class COCOEvaluator(D2COCOEvaluator):
             self._tmp_dir = tempfile.TemporaryDirectory(prefix="pvt_fpn_d2_eval_")
         # detectron2's own fast path needs its C++ ops: we always hand it pycocotools' API
         # (use_fast_impl=False) and swap the COCOeval class in _eval_predictions.
-        super().__init__(
-            dataset_name,
-            tasks,
-            distributed,
-            self._tmp_dir.name if self._tmp_dir else output_dir,
-            max_dets_per_image=max_dets_per_image,
-            use_fast_impl=False,
-            **kwargs,
-        )
+        # the ground truth of a registered json is not parsed again; COCOeval writes into it,
+        # so it gets annotation dicts of its own
+        with registered_coco_apis(own_annotations=True):
+            super().__init__(
+                dataset_name,
+                tasks,
+                distributed,
+                self._tmp_dir.name if self._tmp_dir else output_dir,
+                max_dets_per_image=max_dets_per_image,
+                use_fast_impl=False,
+                **kwargs,
+            )
         if self._tmp_dir is not None:
             self._output_dir = None  # nothing else is written
             del meta.json_file  # the converted file goes with the evaluator

@@ -8,6 +8,7 @@ the fast COCO evaluation.
 * ``measure``: latency statistics, alternated timing, peak memory, FLOPs, per-component times;
 * ``runner``: the child processes and the comparison of two models;
 * ``coco_eval``: pycocotools against faster-coco-eval;
+* ``data``: a large COCO json from registration to the first batch and the evaluator;
 * ``report``: the text report.
 
 Tasks:
@@ -46,4 +47,5 @@ from .models import attention_modules
 from .measure import ComponentTimer, PeakMemory, latency_stats, pair_ratio_stats, time_alternating
 from .runner import run_benchmark
 from .coco_eval import run_eval_benchmark, synthetic_coco_eval_data
+from .data import make_large_coco, run_data_benchmark
 from .report import format_report

@@ -46,6 +46,28 @@ def format_report(result: Dict[str, Any]) -> str:
             )
         return "\n".join(lines)
 
+    if task == "data":
+        d = result["data"]
+        lines.append(
+            f"data: a generated COCO json of {d['num_images']} images and {d['num_annotations']} "
+            f"polygon objects ({d['json_mb']:.0f} MB); medians of {result['settings']['iters']} "
+            "fresh interpreters"
+        )
+        sides = [k for k in ("A", "B") if k in d]
+        lines.append(f"{'':<34}" + "".join(f"{k:>12}" for k in sides))
+        for key in (
+            "imports_s",
+            "register_s",
+            "dataset_and_first_batch_s",
+            "start_to_first_batch_s",
+            "evaluator_setup_s",
+            "peak_rss_mb",
+        ):
+            lines.append(f"{key:<34}" + "".join(f"{d[k][key]:>12.1f}" for k in sides))
+        for k in sides:
+            lines.append(f"{k}: {d[k]['package']}")
+        return "\n".join(lines)
+
     s = result["settings"]
     h, w = s["image_size"]
     ph, pw = s["padded_size"]

@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
 R50_FPN = "detectron2:R50-FPN"
-TASKS = ("backbone", "inference", "train", "eval")
+TASKS = ("backbone", "inference", "train", "eval", "data")
 # per task: (iterations, warm-up iterations) when not given
-DEFAULT_ITERS = {"backbone": (10, 2), "inference": (10, 2), "train": (5, 1), "eval": (1, 0)}
+DEFAULT_ITERS = {
+    "backbone": (10, 2),
+    "inference": (10, 2),
+    "train": (5, 1),
+    "eval": (1, 0),
+    "data": (1, 0),
+}
 # a training image gets this many random boxes + masks when not given (eval: instances per image)
-DEFAULT_INSTANCES = {"train": 5, "eval": 20}
+DEFAULT_INSTANCES = {"train": 5, "eval": 20, "data": 10}
 
 
 @dataclass
