@@ -14,8 +14,6 @@ from detectron2.structures import Boxes, Instances, PolygonMasks
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-# tools/benchmarks: the benchmark package, a developer tool outside the runtime package
-sys.path.insert(0, str(REPO / "tools"))
 SHARED = REPO.parent / "shared"
 SHARED_DATASET = SHARED / "datasets" / "fruits_nuts"
 

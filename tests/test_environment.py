@@ -14,10 +14,7 @@ from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import install_detectron2 as installer  # noqa: E402
-
-sys.path.pop(0)
+import install_detectron2 as installer  # tools/ (setup.cfg's pytest pythonpath)  # noqa: E402
 
 
 @pytest.mark.parametrize("module", installer.REQUIRED_MODULES)

@@ -37,10 +37,7 @@ import builtins
 import json
 import logging
 import os
-import sys
 import warnings
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # third-party deprecation notices (as in setup.cfg's pytest filters), here and in the children
 _QUIET = (

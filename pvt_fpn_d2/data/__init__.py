@@ -11,3 +11,20 @@ from .mapper import DatasetMapper
 from .images import BadImageError, read_image, read_label_map
 from .validation import DatasetError, check_coco_dataset
 from .sem_seg import register_sem_seg_folder
+
+__all__ = [
+    "coco_json_class_names",
+    "coco_json_num_classes",
+    "register_coco_json",
+    "PreparedCoco",
+    "prepare_coco",
+    "SYNTHETIC_CLASSES",
+    "generate_synthetic_coco",
+    "DatasetMapper",
+    "BadImageError",
+    "read_image",
+    "read_label_map",
+    "DatasetError",
+    "check_coco_dataset",
+    "register_sem_seg_folder",
+]

@@ -15,3 +15,20 @@ from .trainer import (
 )
 from .checkpoint import PVTCheckpointer, TimmHubHandler, convert_to_detectron2_checkpoint
 from .predictor import Predictor, find_images, predictions_to_coco, run_prediction
+
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "amp_dtype",
+    "check_classes",
+    "check_data_fits_model",
+    "detections_per_image",
+    "resolve_device",
+    "PVTCheckpointer",
+    "TimmHubHandler",
+    "convert_to_detectron2_checkpoint",
+    "Predictor",
+    "find_images",
+    "predictions_to_coco",
+    "run_prediction",
+]

@@ -15,3 +15,17 @@ from .backbone import (
 )
 from .mask_head import PartialMaskRCNNConvUpsampleHead
 from .semantic import SEM_SEG_LOSS_TYPES, FPNConcatSemSegHead
+
+__all__ = [
+    "PVT_V2_VARIANTS",
+    "STAGE_NAMES",
+    "pvt_v2_out_channels",
+    "load_pvt_v2_weights",
+    "PVTv2Backbone",
+    "build_pvt_v2_backbone",
+    "build_pvt_v2_fpn_backbone",
+    "build_pvt_v2_retinanet_fpn_backbone",
+    "PartialMaskRCNNConvUpsampleHead",
+    "SEM_SEG_LOSS_TYPES",
+    "FPNConcatSemSegHead",
+]

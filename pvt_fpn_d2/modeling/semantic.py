@@ -11,21 +11,15 @@ detectron2's Semantic FPN head (``SemSegFPNHead``, the head of the PVT papers' A
 used as it is; see ``configs/SemSeg/``.
 """
 
-import functools
 import logging
-import os
 from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import CfgNode, configurable
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_sem_seg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 

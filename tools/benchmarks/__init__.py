@@ -49,3 +49,26 @@ from .runner import run_benchmark
 from .coco_eval import run_eval_benchmark, synthetic_coco_eval_data
 from .data import make_large_coco, run_data_benchmark
 from .report import format_report
+
+__all__ = [
+    "DEFAULT_INSTANCES",
+    "DEFAULT_ITERS",
+    "R50_FPN",
+    "TASKS",
+    "BenchmarkSettings",
+    "ModelSpec",
+    "environment_info",
+    "padded_size",
+    "attention_modules",
+    "ComponentTimer",
+    "PeakMemory",
+    "latency_stats",
+    "pair_ratio_stats",
+    "time_alternating",
+    "run_benchmark",
+    "run_eval_benchmark",
+    "synthetic_coco_eval_data",
+    "make_large_coco",
+    "run_data_benchmark",
+    "format_report",
+]

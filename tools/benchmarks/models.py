@@ -4,7 +4,6 @@ ResNet with calibrated frozen batch norms, synthetic training and inference batc
 """
 
 import math
-import os
 from typing import Any, Dict, List, Sequence
 
 
