@@ -45,6 +45,14 @@ KNOWN_WARNINGS = (
         "relying on today's default indexing='ij'.",
     ),
     (
+        UserWarning,
+        r"The given NumPy array is not writable, and PyTorch does not support non-writable "
+        r"tensors\.",
+        r"fvcore\.transforms\.transform$",
+        "fvcore's flip transforms wrap the image in a tensor to flip it (a copy) and never write "
+        "into it; with Pillow >= 9 the arrays that detectron2's resize returns are read-only.",
+    ),
+    (
         ResourceWarning,
         r"unclosed file <_io\.TextIOWrapper name='.*' mode='r'",
         r"detectron2\.engine\.defaults$",
