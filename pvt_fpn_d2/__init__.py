@@ -19,6 +19,7 @@ _EXPORTS = {
     "pvt_v2_out_channels": "modeling",
     "PartialMaskRCNNConvUpsampleHead": "modeling",
     "FPNConcatSemSegHead": "modeling",
+    "UPerNetHead": "modeling",
     "load_pvt_v2_weights": "modeling",
     "PVTCheckpointer": "engine",
     "add_pvt_v2_config": "config",

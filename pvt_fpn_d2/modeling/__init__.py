@@ -5,7 +5,7 @@ skips box-only objects, the FPN concat semantic head). Importing it registers th
 detectron2's registries.
 """
 
-from .variants import PVT_V2_VARIANTS, STAGE_NAMES, pvt_v2_out_channels
+from .variants import PVT_V2_VARIANTS, STAGE_NAMES, pvt_v2_out_channels, pvt_v2_output_shape
 from .weights import load_pvt_v2_weights
 from .backbone import (
     PVTv2Backbone,
@@ -15,11 +15,13 @@ from .backbone import (
 )
 from .mask_head import PartialMaskRCNNConvUpsampleHead
 from .semantic import SEM_SEG_LOSS_TYPES, FPNConcatSemSegHead
+from .upernet import UPerNetHead
 
 __all__ = [
     "PVT_V2_VARIANTS",
     "STAGE_NAMES",
     "pvt_v2_out_channels",
+    "pvt_v2_output_shape",
     "load_pvt_v2_weights",
     "PVTv2Backbone",
     "build_pvt_v2_backbone",
@@ -28,4 +30,5 @@ __all__ = [
     "PartialMaskRCNNConvUpsampleHead",
     "SEM_SEG_LOSS_TYPES",
     "FPNConcatSemSegHead",
+    "UPerNetHead",
 ]

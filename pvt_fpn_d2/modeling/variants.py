@@ -5,13 +5,20 @@ depends on neither.
 """
 
 from functools import lru_cache
-from typing import Dict
+from typing import Dict, Sequence
 
 import timm
 import torch
 from torch import nn
 
-__all__ = ["PVT_V2_VARIANTS", "STAGE_NAMES", "check_variant", "create_timm_model"]
+__all__ = [
+    "PVT_V2_VARIANTS",
+    "STAGE_NAMES",
+    "check_variant",
+    "create_timm_model",
+    "pvt_v2_out_channels",
+    "pvt_v2_output_shape",
+]
 
 PVT_V2_VARIANTS = (
     "pvt_v2_b0",
@@ -40,13 +47,28 @@ def create_timm_model(name: str, **kwargs) -> nn.Module:
 
 
 @lru_cache(maxsize=None)
-def _feature_channels(name: str) -> Dict[str, int]:
+def _feature_info(name: str) -> Dict[str, Dict[str, int]]:
     # Built on the meta device: no memory, no weight init cost.
     with torch.device("meta"):
         model = create_timm_model(name)
-    return {f: info["num_chs"] for f, info in zip(STAGE_NAMES, model.feature_info)}
+    return {
+        f: {"channels": info["num_chs"], "stride": info["reduction"]}
+        for f, info in zip(STAGE_NAMES, model.feature_info)
+    }
 
 
 def pvt_v2_out_channels(name: str, feature: str = "res5") -> int:
     """Channels of a stage output, from timm's ``feature_info`` (for configs, e.g. P6 from C5)."""
-    return _feature_channels(name)[feature]
+    return _feature_info(name)[feature]["channels"]
+
+
+def pvt_v2_output_shape(
+    name: str, out_features: Sequence[str] = STAGE_NAMES
+) -> Dict[str, Dict[str, int]]:
+    """``{stage: {"channels": C, "stride": S}}`` of a variant, from timm's ``feature_info``: the
+    ``input_shape`` of a head on the bottom-up network, for configs (e.g. UPerNet)."""
+    info = _feature_info(name)
+    unknown = [f for f in out_features if f not in info]
+    if unknown:
+        raise ValueError(f"Unknown stage(s) {unknown}; the stages are {list(STAGE_NAMES)}.")
+    return {f: dict(info[f]) for f in out_features}

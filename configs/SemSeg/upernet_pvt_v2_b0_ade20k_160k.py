@@ -1,0 +1,5 @@
+# UPerNet with PVT-v2-b0 on ADE20K: the b2 config with another variant.
+from .upernet_pvt_v2_b2_ade20k_160k import dataloader, lr_multiplier, model, optimizer, train
+
+model.backbone.name = "pvt_v2_b0"
+train.output_dir = "output/upernet_pvt_v2_b0_ade20k"
