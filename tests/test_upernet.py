@@ -196,3 +196,27 @@ def test_train_net_trains_and_evaluates_the_synthetic_config(tiny, tmp_path):
     assert 0 <= results["sem_seg"]["mIoU"] <= 100
     metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     assert any("loss_sem_seg_aux" in m for m in metrics)
+
+
+def test_yacs_config_builds_it_through_the_registry():
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from pvt_fpn_d2 import add_pvt_v2_config
+
+    cfg = add_pvt_v2_config(get_cfg())
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
+    cfg.MODEL.BACKBONE.NAME = "build_pvt_v2_backbone"  # UPerNet on the stages, no FPN
+    cfg.MODEL.PVT.NAME = "pvt_v2_b0"
+    cfg.MODEL.SEM_SEG_HEAD.NAME = "UPerNetHead"
+    cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 5
+    cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM = 32
+    cfg.MODEL.SEM_SEG_HEAD.NORM = "BN"
+    model = build_model(cfg).eval()
+    assert isinstance(model.sem_seg_head, UPerNetHead)
+    assert model.sem_seg_head.fpn_bottleneck.weight.shape[:2] == (32, 4 * 32)
+    with torch.no_grad():
+        out = model([{"image": torch.zeros(3, 70, 90, dtype=torch.uint8)}])
+    assert out[0]["sem_seg"].shape == (5, 70, 90)
