@@ -8,13 +8,18 @@ random colours, sizes, rotations and occlusion on textured backgrounds (see
     OUT/val/images/*.jpg    OUT/val/annotations.json    OUT/val/sem_seg/*.png
 
 The semantic PNGs (skipped with ``--no-semantic``) hold 0 for background and the category id
-(1 circle, 2 triangle, 3 square) of the visible object elsewhere. The same arguments always give
-the same files.
+(1 circle, 2 triangle, 3 square) of the visible object elsewhere. With ``--classification`` it
+also writes a classification set in the ImageNet folder layout, each image labelled with the
+shape that covers the most pixels (96 px, 300 / 50 images)::
+
+    OUT/classification/{train,val}/{circle,triangle,square}/*.png
+
+The same arguments always give the same files.
 
 Usage::
 
     python datasets/prepare_synthetic.py --out datasets/synthetic [--num-train 300] [--num-val 50] \
-        [--size 160] [--seed 0] [--no-semantic]
+        [--size 160] [--seed 0] [--no-semantic] [--classification]
 """
 
 import argparse
@@ -27,7 +32,10 @@ from pvt_fpn_d2.cli import silence_known_warnings  # isort: skip
 
 silence_known_warnings()
 
-from pvt_fpn_d2.data.synthetic import generate_synthetic_coco  # noqa: E402
+from pvt_fpn_d2.data.synthetic import (  # noqa: E402
+    generate_synthetic_classification,
+    generate_synthetic_coco,
+)
 
 
 def main() -> None:
@@ -41,6 +49,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="base random seed (>= 0)")
     parser.add_argument(
         "--no-semantic", action="store_true", help="do not write the semantic label PNGs"
+    )
+    parser.add_argument(
+        "--classification",
+        action="store_true",
+        help="also write the classification set (OUT/classification)",
     )
     args = parser.parse_args()
     if len(args.size) > 2:
@@ -56,7 +69,6 @@ def main() -> None:
         seed=args.seed,
         semantic=not args.no_semantic,
     )
-    elapsed = time.perf_counter() - start
     for split, paths in splits.items():
         with open(paths["json_file"]) as f:
             coco = json.load(f)
@@ -64,7 +76,16 @@ def main() -> None:
             f"{split}: {len(coco['images'])} images, {len(coco['annotations'])} instances "
             f"-> {paths['json_file']}"
         )
-    print(f"done in {elapsed:.1f} s")
+    if args.classification:
+        folders = generate_synthetic_classification(
+            f"{args.out}/classification",
+            num_train=args.num_train,
+            num_val=args.num_val,
+            seed=args.seed,
+        )
+        for split, folder in folders.items():
+            print(f"classification {split}: -> {folder}/<class>/")
+    print(f"done in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ _EXPORTS = {
     "PartialMaskRCNNConvUpsampleHead": "modeling",
     "FPNConcatSemSegHead": "modeling",
     "UPerNetHead": "modeling",
+    "ImageClassifier": "modeling",
     "load_pvt_v2_weights": "modeling",
     "PVTCheckpointer": "engine",
     "add_pvt_v2_config": "config",

@@ -40,6 +40,12 @@ def add_pvt_v2_config(cfg: CN) -> CN:
     # ImageNet weights loaded when the backbone is built: a local file in the official, timm or
     # HF format, or "timm://pvt_v2_b2" to download. (MODEL.WEIGHTS="timm://pvt_v2_b2" works too.)
     _C.MODEL.PVT.WEIGHTS = ""
+    # pvt_fpn_d2.modeling.ImageClassifier (MODEL.META_ARCHITECTURE: "ImageClassifier")
+    _C.MODEL.CLASSIFIER = CN()
+    _C.MODEL.CLASSIFIER.NUM_CLASSES = 1000
+    _C.MODEL.CLASSIFIER.IN_FEATURE = "p5"  # the FPN's coarsest level; "res5" without FPN
+    _C.MODEL.CLASSIFIER.DROPOUT = 0.0
+    _C.MODEL.CLASSIFIER.LABEL_SMOOTHING = 0.0
     # "SGD" (detectron2's default) or "AdamW" (the PVT-v2 recipes); see build_optimizer
     _C.SOLVER.OPTIMIZER = "SGD"
     return cfg

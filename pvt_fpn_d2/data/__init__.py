@@ -6,7 +6,8 @@ semantic-segmentation folders, the one image reader and the label-map reader, th
 
 from .coco_json import coco_json_class_names, coco_json_num_classes, register_coco_json
 from .exports import PreparedCoco, prepare_coco
-from .synthetic import SYNTHETIC_CLASSES, generate_synthetic_coco
+from .synthetic import SYNTHETIC_CLASSES, generate_synthetic_classification, generate_synthetic_coco
+from .classification import load_image_folder, register_image_folder
 from .mapper import DatasetMapper
 from .images import BadImageError, read_image, read_label_map
 from .validation import DatasetError, check_coco_dataset
@@ -20,6 +21,9 @@ __all__ = [
     "prepare_coco",
     "SYNTHETIC_CLASSES",
     "generate_synthetic_coco",
+    "generate_synthetic_classification",
+    "load_image_folder",
+    "register_image_folder",
     "DatasetMapper",
     "BadImageError",
     "read_image",

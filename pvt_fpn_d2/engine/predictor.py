@@ -73,14 +73,19 @@ class Predictor:
 
         Returns:
             The model's outputs on the CPU, in the coordinates of ``image``: ``"instances"``
-            (detectors) and/or ``"sem_seg"`` (semantic segmentation: (K, H, W) scores).
+            (detectors) and/or ``"sem_seg"`` (semantic segmentation: (K, H, W) scores), or
+            ``"scores"`` (K,) and ``"pred_class"`` (classifiers).
         """
         h, w = image.shape[:2]
         aug = T.AugInput(image)
         self.augmentations(aug)
         tensor = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
         (out,) = self.model([{"image": tensor.to(self.device), "height": h, "width": w}])
-        return {k: v.to("cpu") for k, v in out.items() if k in ("instances", "sem_seg")}
+        return {
+            k: v.to("cpu") if torch.is_tensor(v) or hasattr(v, "to") else v
+            for k, v in out.items()
+            if k in ("instances", "sem_seg", "scores", "pred_class")
+        }
 
     def __call__(self, image: np.ndarray) -> Instances:
         """The detected Instances of ``image`` (see :meth:`predict`)."""
@@ -102,6 +107,23 @@ class Predictor:
         rgb = convert_image_to_rgb(image, self.image_format)
         vis = Visualizer(rgb, self.metadata, instance_mode=ColorMode.IMAGE)
         return vis.draw_instance_predictions(instances).get_image()
+
+    def class_names(self) -> List[str]:
+        return list(self.metadata.get("classes", None) or self.metadata.get("thing_classes", []))
+
+    def draw_top_labels(self, image: np.ndarray, top: List[Dict]) -> np.ndarray:
+        """The top classes and their scores written on the image (RGB uint8)."""
+        rgb = convert_image_to_rgb(image, self.image_format)
+        vis = Visualizer(rgb, self.metadata)
+        font = max(10, min(rgb.shape[:2]) // 12)
+        for i, t in enumerate(top):
+            vis.draw_text(
+                f"{t['class']} {t['score']:.2f}",
+                (4, 4 + i * (font + 4)),
+                font_size=font,
+                horizontal_alignment="left",
+            )
+        return vis.get_output().get_image()
 
     def draw_sem_seg(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """A (H, W) label map drawn on the image with the class names (RGB uint8)."""
@@ -167,11 +189,13 @@ def run_prediction(
     instances above ``score_threshold``), which is returned. Semantic segmentation models write
     ``<output_dir>/<image stem>.png`` (uint8 class-index label maps, detectron2's
     ``sem_seg_file_name`` format) and ``<output_dir>/sem_seg_predictions.json`` (per image: the
-    label file and the share of pixels of each class), which is returned.
+    label file and the share of pixels of each class), which is returned. Classifiers write
+    ``<output_dir>/classification_predictions.json`` (per image: the top-5 classes and their
+    scores), which is returned, with the top classes written on each picture.
     """
     files = find_images(inputs)[:max_images]
     os.makedirs(output_dir, exist_ok=True)
-    results, names, sem_seg = [], [], []
+    results, names, sem_seg, classified = [], [], [], []
     for path in files:
         image = predictor.read(path)
         out = predictor.predict(image)
@@ -185,6 +209,22 @@ def run_prediction(
             drawn = predictor.draw(image, inst)
             results.append({"height": image.shape[0], "width": image.shape[1], "instances": inst})
             logger.info(f"{path}: {len(inst)} instances -> {picture}")
+        elif "scores" in out:  # classification
+            names = predictor.class_names()
+            scores = out["scores"]
+            k = min(5, len(scores))
+            values, indices = scores.topk(k)
+            top = [
+                {
+                    "class": names[i] if i < len(names) else str(i),
+                    "class_id": int(i),
+                    "score": round(float(v), 4),
+                }
+                for v, i in zip(values.tolist(), indices.tolist())
+            ]
+            drawn = predictor.draw_top_labels(image, top)
+            classified.append({"file_name": str(path), "top5": top})
+            logger.info(f"{path}: {top[0]['class']} {top[0]['score']:.2f} -> {picture}")
         else:
             labels = out["sem_seg"].argmax(dim=0).numpy().astype(np.uint8)
             drawn = predictor.draw_sem_seg(image, labels)
@@ -199,7 +239,9 @@ def run_prediction(
             sem_seg.append({"file_name": str(path), "label_file": label_file, "classes": share})
             logger.info(f"{path}: {share} -> {picture}, {label_file}")
         Image.fromarray(drawn).save(picture, quality=92)
-    if sem_seg:
+    if classified:
+        name, payload = "classification_predictions.json", classified
+    elif sem_seg:
         name, payload = "sem_seg_predictions.json", sem_seg
     else:
         name = "predictions.json"

@@ -16,6 +16,7 @@ from .backbone import (
 from .mask_head import PartialMaskRCNNConvUpsampleHead
 from .semantic import SEM_SEG_LOSS_TYPES, FPNConcatSemSegHead
 from .upernet import UPerNetHead
+from .classifier import ImageClassifier
 
 __all__ = [
     "PVT_V2_VARIANTS",
@@ -31,4 +32,5 @@ __all__ = [
     "SEM_SEG_LOSS_TYPES",
     "FPNConcatSemSegHead",
     "UPerNetHead",
+    "ImageClassifier",
 ]
