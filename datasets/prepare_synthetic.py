@@ -14,12 +14,16 @@ shape that covers the most pixels (96 px, 300 / 50 images)::
 
     OUT/classification/{train,val}/{circle,triangle,square}/*.png
 
+and with ``--depth`` a monocular depth set (RGB + 16-bit PNG depth in millimetres, 96 px)::
+
+    OUT/depth/{train,val}/images/*.jpg   OUT/depth/{train,val}/depth/*.png
+
 The same arguments always give the same files.
 
 Usage::
 
     python datasets/prepare_synthetic.py --out datasets/synthetic [--num-train 300] [--num-val 50] \
-        [--size 160] [--seed 0] [--no-semantic] [--classification]
+        [--size 160] [--seed 0] [--no-semantic] [--classification] [--depth]
 """
 
 import argparse
@@ -35,6 +39,7 @@ silence_known_warnings()
 from pvt_fpn_d2.data.synthetic import (  # noqa: E402
     generate_synthetic_classification,
     generate_synthetic_coco,
+    generate_synthetic_depth,
 )
 
 
@@ -55,6 +60,7 @@ def main() -> None:
         action="store_true",
         help="also write the classification set (OUT/classification)",
     )
+    parser.add_argument("--depth", action="store_true", help="also write the depth set (OUT/depth)")
     args = parser.parse_args()
     if len(args.size) > 2:
         parser.error("--size takes one value (square) or two (height width)")
@@ -85,6 +91,12 @@ def main() -> None:
         )
         for split, folder in folders.items():
             print(f"classification {split}: -> {folder}/<class>/")
+    if args.depth:
+        depth = generate_synthetic_depth(
+            f"{args.out}/depth", num_train=args.num_train, num_val=args.num_val, seed=args.seed
+        )
+        for split, paths in depth.items():
+            print(f"depth {split}: -> {paths['image_root']}, {paths['depth_root']}")
     print(f"done in {time.perf_counter() - start:.1f} s")
 
 

@@ -21,6 +21,7 @@ _EXPORTS = {
     "FPNConcatSemSegHead": "modeling",
     "UPerNetHead": "modeling",
     "ImageClassifier": "modeling",
+    "DepthEstimator": "modeling",
     "load_pvt_v2_weights": "modeling",
     "PVTCheckpointer": "engine",
     "add_pvt_v2_config": "config",

@@ -46,6 +46,12 @@ def add_pvt_v2_config(cfg: CN) -> CN:
     _C.MODEL.CLASSIFIER.IN_FEATURE = "p5"  # the FPN's coarsest level; "res5" without FPN
     _C.MODEL.CLASSIFIER.DROPOUT = 0.0
     _C.MODEL.CLASSIFIER.LABEL_SMOOTHING = 0.0
+    # pvt_fpn_d2.modeling.DepthEstimator (MODEL.META_ARCHITECTURE: "DepthEstimator")
+    _C.MODEL.DEPTH = CN()
+    _C.MODEL.DEPTH.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    _C.MODEL.DEPTH.CONVS_DIM = 128
+    _C.MODEL.DEPTH.MAX_DEPTH = 10.0  # metres (NYU Depth v2: 10, KITTI: 80)
+    _C.MODEL.DEPTH.LOSS = "silog"  # or "l1"
     # "SGD" (detectron2's default) or "AdamW" (the PVT-v2 recipes); see build_optimizer
     _C.SOLVER.OPTIMIZER = "SGD"
     return cfg

@@ -71,6 +71,22 @@ FIGURES = {
     r"after (\d+) min (\d+) s",
     "data": rf"start to the first training batch {N} s, evaluator set-up\s+{N} s, peak memory "
     r"(\d+) MB",
+    **{
+        f"semseg_{head}": rf"\| {title} \(`{config}`\) \| {N} \| {N} \|"
+        for head, title, config in (
+            ("concat", "concat", "pvt_v2_b0_fpn_concat_synthetic.py"),
+            ("semantic_fpn", "Semantic FPN", "semantic_fpn_pvt_v2_b0_synthetic.py"),
+            ("upernet", "UPerNet", "upernet_pvt_v2_b0_synthetic.py"),
+        )
+    },
+    "upernet_1000": rf"UPerNet reached mIoU {N} \(pixel accuracy {N}\) at iteration 1000",
+    **{
+        f"classifier_{head}": rf"\| {title} \(`{config}`\) \| {N} \| {N} \|"
+        for head, title, config in (
+            ("p5", "GAP of P5", "classifier_pvt_v2_b0_synthetic.py"),
+            ("res5", "GAP of res5", "classifier_pvt_v2_b0_res5_synthetic.py"),
+        )
+    },
     "finetune": r"`masks: all (\d+) objects\s+have a mask`, `most objects in one image: (\d+) "
     r"\(000013.jpg\)`; 10 iterations of 2 images and the\s+evaluation of the 10 validation images "
     r"took (\d+) min (\d+) s \((\d+) s per iteration",
@@ -413,6 +429,88 @@ def test_semantic_synthetic_miou(tmp_path):
         f.close(key, row[f"sem_seg/{key}"], value)
     for key, value in [("circle", circle), ("triangle", triangle), ("square", square)]:
         f.close(f"IoU-{key}", row[f"sem_seg/IoU-{key}"], value)
+    f.check()
+
+
+def _train_until_evaluated(config, args, out, iteration):
+    """train_net.py on ``config`` until its evaluation at ``iteration``; that metrics row."""
+    proc = subprocess.Popen(
+        [sys.executable, "train_net.py", "--config-file", config, *args]
+        + [f"train.eval_period={iteration}", f"train.output_dir={out}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    row = None
+    try:
+        while row is None and proc.poll() is None:
+            time.sleep(5)
+            if (out / "metrics.json").is_file():
+                rows = [
+                    json.loads(line) for line in (out / "metrics.json").read_text().splitlines()
+                ]
+                row = next(
+                    (
+                        m
+                        for m in rows
+                        if m.get("iteration") == iteration - 1
+                        and any(k.startswith(("sem_seg/", "classification/")) for k in m)
+                    ),
+                    None,
+                )
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert row is not None, f"train_net.py stopped before its evaluation at {iteration}"
+    return row
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("head", ["concat", "semantic_fpn", "upernet"])
+def test_semantic_heads_at_the_same_iteration(tmp_path, head):
+    """The three heads' synthetic configs until their evaluation at iteration 500 (about 10 min
+    each); UPerNet also to 1000."""
+    config = re.search(r"`([^`]+)`", FIGURES[f"semseg_{head}"].replace("\\", "")).group(1)
+    miou, pacc = readme(f"semseg_{head}")
+    data = tmp_path / "synthetic"
+    subprocess.run(
+        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data)],
+        check=True,
+        capture_output=True,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
+            for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
+    iterations = [500, 1000] if head == "upernet" else [500]
+    f = Figures()
+    for it, (m, p) in zip(iterations, [(miou, pacc)] + [readme("upernet_1000")]):
+        row = _train_until_evaluated(f"configs/SemSeg/{config}", args, tmp_path / str(it), it)
+        f.close(f"mIoU at {it}", row["sem_seg/mIoU"], m)
+        f.close(f"pixel accuracy at {it}", row["sem_seg/pACC"], p)
+    f.check()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("head", ["p5", "res5"])
+def test_classifier_heads(tmp_path, head):
+    """The classification demo, GAP of P5 against GAP of res5, 600 iterations (a few min)."""
+    config = re.search(r"`([^`]+)`", FIGURES[f"classifier_{head}"].replace("\\", "")).group(1)
+    top1, mean_acc = readme(f"classifier_{head}")
+    data = tmp_path / "synthetic"
+    subprocess.run(
+        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data), "--classification"],
+        check=True,
+        capture_output=True,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    args = [f"dataset.{s}_root={data}/classification/{s}" for s in ("train", "val")]
+    row = _train_until_evaluated(f"configs/Classification/{config}", args, tmp_path / "o", 600)
+    f = Figures()
+    f.close("top-1", row["classification/top1"], top1)
+    f.close("mean class accuracy", row["classification/mean_class_acc"], mean_acc)
     f.check()
 
 

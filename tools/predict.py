@@ -55,7 +55,9 @@ def main(argv=None) -> None:
         score_threshold=args.confidence_threshold,
         max_images=args.max_images,
     )
-    if isinstance(result, list) and result and "top5" in result[0]:  # classification
+    if isinstance(result, list) and result and "depth_file" in result[0]:  # depth
+        print(f"{len(result)} images -> {args.output}/*_depth.png, depth_predictions.json")
+    elif isinstance(result, list) and result and "top5" in result[0]:  # classification
         print(f"{len(result)} images -> {args.output}/classification_predictions.json")
     elif isinstance(result, list):  # semantic segmentation
         print(f"{len(result)} images -> {args.output}/*.png, sem_seg_predictions.json")

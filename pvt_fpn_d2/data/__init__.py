@@ -6,8 +6,14 @@ semantic-segmentation folders, the one image reader and the label-map reader, th
 
 from .coco_json import coco_json_class_names, coco_json_num_classes, register_coco_json
 from .exports import PreparedCoco, prepare_coco
-from .synthetic import SYNTHETIC_CLASSES, generate_synthetic_classification, generate_synthetic_coco
+from .synthetic import (
+    SYNTHETIC_CLASSES,
+    generate_synthetic_classification,
+    generate_synthetic_coco,
+    generate_synthetic_depth,
+)
 from .classification import load_image_folder, register_image_folder
+from .depth import DepthDatasetMapper, read_depth, register_depth_folder
 from .mapper import DatasetMapper
 from .images import BadImageError, read_image, read_label_map
 from .validation import DatasetError, check_coco_dataset
@@ -22,8 +28,12 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "generate_synthetic_coco",
     "generate_synthetic_classification",
+    "generate_synthetic_depth",
     "load_image_folder",
     "register_image_folder",
+    "DepthDatasetMapper",
+    "read_depth",
+    "register_depth_folder",
     "DatasetMapper",
     "BadImageError",
     "read_image",

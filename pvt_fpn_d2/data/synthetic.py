@@ -44,7 +44,12 @@ import numpy as np
 
 from ..utils import atomic_write_text
 
-__all__ = ["SYNTHETIC_CLASSES", "generate_synthetic_coco", "generate_synthetic_classification"]
+__all__ = [
+    "SYNTHETIC_CLASSES",
+    "generate_synthetic_coco",
+    "generate_synthetic_classification",
+    "generate_synthetic_depth",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -556,4 +561,61 @@ def generate_synthetic_classification(
             label = SYNTHETIC_CLASSES[int(np.argmax(area[1:]))]
             cv2.imwrite(os.path.join(root, label, f"{i:06d}.png"), image[:, :, ::-1])  # BGR
         out[split] = root
+    return out
+
+
+def generate_synthetic_depth(
+    out_dir: str,
+    num_train: int = 300,
+    num_val: int = 50,
+    image_size: Union[int, Tuple[int, int]] = 96,
+    seed: int = 0,
+    near: float = 2.0,
+    far: float = 9.0,
+) -> Dict[str, Dict[str, str]]:
+    """Write a small monocular depth set in the NYU Depth v2 layout (RGB + 16-bit PNG depth in
+    millimetres)::
+
+        out_dir/{split}/images/000001.jpg   out_dir/{split}/depth/000001.png
+
+    The scene is a slanted ground plane, ``near`` metres at the bottom row to ``far`` at the top,
+    with the shapes of :func:`generate_synthetic_coco` standing in front of it, each at one depth
+    that follows its size (the largest, 1 m; the smallest, 8 m): what a model can read from the
+    image, so it can beat predicting the mean depth.
+
+    Returns:
+        dict: split -> {"image_root", "depth_root"}.
+    """
+    height, width = _as_hw(image_size)
+    if num_train < 0 or num_val < 0:
+        raise ValueError(f"num_train and num_val must be >= 0, got {num_train}, {num_val}")
+    if seed < 0 or not 0 < near < far:
+        raise ValueError(f"need seed >= 0 and 0 < near < far, got {seed}, {near}, {far}")
+    scale = min(height, width) / _REFERENCE_SIZE
+    r_min, r_max = (r * scale for r in _RADIUS_RANGE)
+    rows = np.linspace(far, near, height, dtype=np.float64)[:, None]  # top far, bottom near
+    out = {}
+    for split, count in (("train", num_train), ("val", num_val)):
+        image_root = os.path.join(out_dir, split, "images")
+        depth_root = os.path.join(out_dir, split, "depth")
+        os.makedirs(image_root, exist_ok=True)
+        os.makedirs(depth_root, exist_ok=True)
+        for i in range(1, count + 1):
+            rng = np.random.default_rng([int(seed), _SPLIT_CODES[split], 2000 + i])
+            image, shapes = _render_image(rng, height, width, 2, 6)
+            depth = np.repeat(rows, width, axis=1)
+            for s in shapes:  # painting order: later shapes are in front
+                radius = math.sqrt(s.full_area / math.pi)
+                t = min(max((radius - r_min) / (r_max - r_min), 0.0), 1.0)
+                depth[s.visible] = 8.0 - 7.0 * t
+            cv2.imwrite(
+                os.path.join(image_root, f"{i:06d}.jpg"),
+                image[:, :, ::-1],
+                [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY],
+            )
+            cv2.imwrite(
+                os.path.join(depth_root, f"{i:06d}.png"),
+                np.round(depth * 1000).astype(np.uint16),
+            )
+        out[split] = {"image_root": image_root, "depth_root": depth_root}
     return out

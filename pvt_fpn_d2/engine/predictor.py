@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
@@ -74,7 +75,7 @@ class Predictor:
         Returns:
             The model's outputs on the CPU, in the coordinates of ``image``: ``"instances"``
             (detectors) and/or ``"sem_seg"`` (semantic segmentation: (K, H, W) scores), or
-            ``"scores"`` (K,) and ``"pred_class"`` (classifiers).
+            ``"scores"`` (K,) and ``"pred_class"`` (classifiers), or ``"depth"`` (H, W) metres.
         """
         h, w = image.shape[:2]
         aug = T.AugInput(image)
@@ -84,7 +85,7 @@ class Predictor:
         return {
             k: v.to("cpu") if torch.is_tensor(v) or hasattr(v, "to") else v
             for k, v in out.items()
-            if k in ("instances", "sem_seg", "scores", "pred_class")
+            if k in ("instances", "sem_seg", "scores", "pred_class", "depth")
         }
 
     def __call__(self, image: np.ndarray) -> Instances:
@@ -191,11 +192,13 @@ def run_prediction(
     ``sem_seg_file_name`` format) and ``<output_dir>/sem_seg_predictions.json`` (per image: the
     label file and the share of pixels of each class), which is returned. Classifiers write
     ``<output_dir>/classification_predictions.json`` (per image: the top-5 classes and their
-    scores), which is returned, with the top classes written on each picture.
+    scores), which is returned, with the top classes written on each picture. Depth models
+    write each image beside its coloured depth, ``<image stem>_depth.png`` (16-bit, depth x the
+    dataset's ``depth_scale``) and ``depth_predictions.json``, which is returned.
     """
     files = find_images(inputs)[:max_images]
     os.makedirs(output_dir, exist_ok=True)
-    results, names, sem_seg, classified = [], [], [], []
+    results, names, sem_seg, classified, depths = [], [], [], [], []
     for path in files:
         image = predictor.read(path)
         out = predictor.predict(image)
@@ -209,6 +212,27 @@ def run_prediction(
             drawn = predictor.draw(image, inst)
             results.append({"height": image.shape[0], "width": image.shape[1], "instances": inst})
             logger.info(f"{path}: {len(inst)} instances -> {picture}")
+        elif "depth" in out:
+            depth = out["depth"].numpy()
+            scale = float(predictor.metadata.get("depth_scale", 1000.0))
+            max_depth = float(predictor.metadata.get("max_depth", depth.max() or 1.0))
+            norm = np.clip(depth / max_depth, 0, 1)
+            coloured = cv2.applyColorMap((255 * (1 - norm)).astype(np.uint8), cv2.COLORMAP_JET)
+            drawn = np.concatenate([convert_image_to_rgb(image, predictor.image_format),
+                                    coloured[:, :, ::-1]], axis=1)  # fmt: skip
+            depth_file = picture[: -len(".jpg")] + "_depth.png"
+            cv2.imwrite(depth_file, np.clip(np.round(depth * scale), 0, 65535).astype(np.uint16))
+            depths.append(
+                {
+                    "file_name": str(path),
+                    "depth_file": depth_file,
+                    "depth_scale": scale,
+                    "min_m": round(float(depth.min()), 3),
+                    "median_m": round(float(np.median(depth)), 3),
+                    "max_m": round(float(depth.max()), 3),
+                }
+            )
+            logger.info(f"{path}: depth {depths[-1]['median_m']} m (median) -> {depth_file}")
         elif "scores" in out:  # classification
             names = predictor.class_names()
             scores = out["scores"]
@@ -239,7 +263,9 @@ def run_prediction(
             sem_seg.append({"file_name": str(path), "label_file": label_file, "classes": share})
             logger.info(f"{path}: {share} -> {picture}, {label_file}")
         Image.fromarray(drawn).save(picture, quality=92)
-    if classified:
+    if depths:
+        name, payload = "depth_predictions.json", depths
+    elif classified:
         name, payload = "classification_predictions.json", classified
     elif sem_seg:
         name, payload = "sem_seg_predictions.json", sem_seg

@@ -11,7 +11,6 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator

@@ -17,6 +17,7 @@ from .mask_head import PartialMaskRCNNConvUpsampleHead
 from .semantic import SEM_SEG_LOSS_TYPES, FPNConcatSemSegHead
 from .upernet import UPerNetHead
 from .classifier import ImageClassifier
+from .depth import DepthEstimator, DepthHead
 
 __all__ = [
     "PVT_V2_VARIANTS",
@@ -33,4 +34,6 @@ __all__ = [
     "FPNConcatSemSegHead",
     "UPerNetHead",
     "ImageClassifier",
+    "DepthEstimator",
+    "DepthHead",
 ]
