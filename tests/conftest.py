@@ -118,6 +118,38 @@ def run_train_net(*args, timeout=600, check=True):
     return r
 
 
+def run_tool(script, *args, timeout=600):
+    """``python <script> args`` in the checkout (e.g. tools/predict.py); it must exit 0."""
+    r = subprocess.run(
+        [sys.executable, str(REPO / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    return r
+
+
+def train_steps(model, batches, steps, lr, loss_key):
+    """``steps`` AdamW steps of ``model`` on ``batches`` in turn (all losses summed); the
+    ``loss_key`` loss of each step."""
+    from detectron2.utils.events import EventStorage
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    with EventStorage():
+        for i in range(steps):
+            loss_dict = model(batches[i % len(batches)])
+            optimizer.zero_grad()
+            sum(loss_dict.values()).backward()
+            optimizer.step()
+            losses.append(loss_dict[loss_key].item())
+    return losses
+
+
 def metrics(out_dir):
     """The rows of detectron2's metrics.json."""
     with open(os.path.join(out_dir, "metrics.json")) as f:

@@ -4,8 +4,6 @@ folder dataset, the evaluator's metrics, train_net.py and predict.py."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import FPN
-from detectron2.utils.events import EventStorage
 
 from pvt_fpn_d2 import PVT_V2_VARIANTS, PVTv2Backbone, pvt_v2_out_channels
 from pvt_fpn_d2.data import (
@@ -26,7 +23,7 @@ from pvt_fpn_d2.data import (
 from pvt_fpn_d2.evaluation import ClassificationEvaluator, classification_metrics
 from pvt_fpn_d2.modeling import ImageClassifier
 
-from .conftest import REPO, subprocess_env
+from .conftest import REPO, run_tool, run_train_net, train_steps
 
 CONFIG = REPO / "configs/Classification/classifier_pvt_v2_b0_synthetic.py"
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -93,16 +90,7 @@ def test_training_lowers_the_loss(folders):
     data = [mapper(d) for d in DatasetCatalog.get(name)[:8]]
     assert all("label" in d and d["image"].shape == (3, 64, 64) for d in data)
     model = _classifier(label_smoothing=0.1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    losses = []
-    with EventStorage():
-        for i in range(30):
-            loss = model(data[:4] if i % 2 == 0 else data[4:])["loss_cls"]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+    losses = train_steps(model, [data[:4], data[4:]], steps=30, lr=1e-3, loss_key="loss_cls")
     assert all(np.isfinite(losses))
     assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:2]), losses
     with pytest.raises(ValueError, match=r"labels \[7\] are outside the 3 classes"):
@@ -175,48 +163,24 @@ def test_configs_pin_the_two_heads():
 
 def test_train_net_and_predict(folders, tmp_path):
     out = tmp_path / "out"
-    args = [
-        "--config-file",
-        CONFIG,
-        f"dataset.train_root={folders['train']}",
-        f"dataset.val_root={folders['val']}",
-        "dataloader.train.total_batch_size=4",
-        "dataloader.train.num_workers=0",
-        "dataloader.test.num_workers=0",
-        "train.max_iter=2",
-        "train.eval_period=2",
-        "train.log_period=1",
-        "train.device=cpu",
-        f"train.output_dir={out}",
-    ]
-    env = subprocess_env(OMP_NUM_THREADS="1")
-    r = subprocess.run(
-        [sys.executable, str(REPO / "train_net.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    data = [f"dataset.train_root={folders['train']}", f"dataset.val_root={folders['val']}"]
+    run_train_net(
+        "--config-file", CONFIG, *data, "dataloader.train.total_batch_size=4",
+        "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "train.max_iter=2",
+        "train.eval_period=2", "train.log_period=1", "train.device=cpu", f"train.output_dir={out}",
+    )  # fmt: skip
     results = json.loads((out / "eval_results.json").read_text())["classification"]
     assert {"top1", "mean_class_acc", "acc-circle"} <= set(results)
     assert (out / "confusion_matrix.png").is_file()
 
-    r = subprocess.run(
-        [sys.executable, str(REPO / "tools/predict.py"), "--config-file", str(CONFIG)]
-        + ["--checkpoint", str(out / "model_final.pth"), "--input", folders["val"]]
-        + ["--output", str(tmp_path / "pred"), "train.device=cpu"]
-        + [f"dataset.val_root={folders['val']}", f"dataset.train_root={folders['train']}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_tool(
+        "tools/predict.py", "--config-file", CONFIG, "--checkpoint", out / "model_final.pth",
+        "--input", folders["val"], "--output", tmp_path / "pred", "train.device=cpu", *data,
+    )  # fmt: skip
     preds = json.loads((tmp_path / "pred/classification_predictions.json").read_text())
     assert len(preds) == 6
     for p in preds:
-        assert [t["class"] for t in p["top5"]] and len(p["top5"]) == 3  # 3 classes
+        assert len(p["top5"]) == 3  # 3 classes
         assert sorted(t["class"] for t in p["top5"]) == sorted(SYNTHETIC_CLASSES)
         assert p["top5"][0]["score"] >= p["top5"][-1]["score"]
     assert len(list((tmp_path / "pred").glob("*.jpg"))) == 6

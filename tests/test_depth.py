@@ -2,8 +2,6 @@
 metrics, the folder dataset's bad input, train_net.py and predict.py."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from pvt_fpn_d2.data import (
 from pvt_fpn_d2.evaluation import DepthEvaluator, depth_metrics
 from pvt_fpn_d2.modeling.depth import silog_loss
 
-from .conftest import REPO, subprocess_env
+from .conftest import REPO, run_tool, run_train_net, train_steps
 
 CONFIG = REPO / "configs/Depth/depth_pvt_v2_b0_synthetic.py"
 
@@ -95,16 +93,7 @@ def test_training_lowers_the_loss_and_ignores_missing_depth(folders):
     assert 1.0 <= float(data[0]["depth"].min()) and float(data[0]["depth"].max()) <= 9.0
     torch.manual_seed(0)
     model = _model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    losses = []
-    with EventStorage():
-        for i in range(30):
-            loss = model(data[:4] if i % 2 == 0 else data[4:])["loss_depth"]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+    losses = train_steps(model, [data[:4], data[4:]], steps=30, lr=1e-3, loss_key="loss_depth")
     assert all(np.isfinite(losses))
     assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:2]), losses
     # an image whose depth is all missing gives a zero loss, not NaN
@@ -179,37 +168,18 @@ def test_train_net_and_predict(folders, tmp_path):
         f"dataset.val_images={folders['val']['image_root']}",
         f"dataset.val_depth={folders['val']['depth_root']}",
     ]
-    args = data + [
-        "dataloader.train.total_batch_size=4",
-        "dataloader.train.num_workers=0",
-        "dataloader.test.num_workers=0",
-        "train.max_iter=2",
-        "train.eval_period=2",
-        "train.log_period=1",
-        "train.device=cpu",
-        f"train.output_dir={out}",
-    ]
-    env = subprocess_env(OMP_NUM_THREADS="1")
-    r = subprocess.run(
-        [sys.executable, str(REPO / "train_net.py"), "--config-file", str(CONFIG), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_train_net(
+        "--config-file", CONFIG, *data, "dataloader.train.total_batch_size=4",
+        "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "train.max_iter=2",
+        "train.eval_period=2", "train.log_period=1", "train.device=cpu", f"train.output_dir={out}",
+    )  # fmt: skip
     results = json.loads((out / "eval_results.json").read_text())["depth"]
     assert {"abs_rel", "sq_rel", "rmse", "rmse_log", "d1", "d2", "d3"} == set(results)
-    r = subprocess.run(
-        [sys.executable, str(REPO / "tools/predict.py"), "--config-file", str(CONFIG)]
-        + ["--checkpoint", str(out / "model_final.pth"), "--input", folders["val"]["image_root"]]
-        + ["--output", str(tmp_path / "pred"), "train.device=cpu", *data],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_tool(
+        "tools/predict.py", "--config-file", CONFIG, "--checkpoint", out / "model_final.pth",
+        "--input", folders["val"]["image_root"], "--output", tmp_path / "pred", "train.device=cpu",
+        *data,
+    )  # fmt: skip
     preds = json.loads((tmp_path / "pred/depth_predictions.json").read_text())
     assert len(preds) == 3
     for p in preds:

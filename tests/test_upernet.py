@@ -2,8 +2,6 @@
 ADE20K recipe, and train_net.py on the synthetic config."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,12 +9,11 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import SemanticSegmentor
-from detectron2.utils.events import EventStorage
 
 from pvt_fpn_d2 import PVT_V2_VARIANTS, PVTv2Backbone
 from pvt_fpn_d2.modeling import UPerNetHead, pvt_v2_output_shape
 
-from .conftest import REPO, subprocess_env
+from .conftest import REPO, run_train_net, train_steps
 from pvt_fpn_d2.data import generate_synthetic_coco, register_sem_seg_folder
 
 from .test_semantic import CLASSES, MEAN, STD, _evaluate, _mapped
@@ -123,17 +120,7 @@ def test_training_lowers_the_loss(tiny):
     head = UPerNetHead(backbone.output_shape(), num_classes=4, channels=32, aux_channels=16)
     model = SemanticSegmentor(backbone=backbone, sem_seg_head=head, pixel_mean=MEAN, pixel_std=STD)
     data = _mapped("upernet_train", 4)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    losses = []
-    with EventStorage():
-        for i in range(30):
-            loss_dict = model(data[:2] if i % 2 == 0 else data[2:])
-            loss = sum(loss_dict.values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss_dict["loss_sem_seg"].item())
+    losses = train_steps(model, [data[:2], data[2:]], steps=30, lr=1e-3, loss_key="loss_sem_seg")
     assert all(np.isfinite(losses))
     # measured: 1.36 -> 0.89 (the concat head, with a larger lr share, falls further)
     assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:2]), losses
@@ -166,36 +153,19 @@ def test_ade20k_recipe_is_pinned():
 
 def test_train_net_trains_and_evaluates_the_synthetic_config(tiny, tmp_path):
     out = tmp_path / "out"
-    args = [
-        "--config-file",
-        CONFIGS / "upernet_pvt_v2_b0_synthetic.py",
-        f"dataset.train_images={tiny['train']['image_root']}",
-        f"dataset.train_labels={tiny['train']['sem_seg_root']}",
-        f"dataset.val_images={tiny['val']['image_root']}",
-        f"dataset.val_labels={tiny['val']['sem_seg_root']}",
-        "dataloader.train.total_batch_size=2",
-        "dataloader.train.num_workers=0",
-        "dataloader.test.num_workers=0",
-        "train.max_iter=2",
-        "train.eval_period=2",
-        "train.log_period=1",
-        "train.checkpointer.period=100",
-        "train.device=cpu",
+    data = [f"dataset.{s}_{k}={tiny[s][d]}" for s in ("train", "val")
+            for k, d in (("images", "image_root"), ("labels", "sem_seg_root"))]  # fmt: skip
+    run_train_net(
+        "--config-file", CONFIGS / "upernet_pvt_v2_b0_synthetic.py", *data,
+        "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0", "train.max_iter=2", "train.eval_period=2",
+        "train.log_period=1", "train.checkpointer.period=100", "train.device=cpu",
         f"train.output_dir={out}",
-    ]
-    env = subprocess_env(OMP_NUM_THREADS="1")
-    r = subprocess.run(
-        [sys.executable, str(REPO / "train_net.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    )  # fmt: skip
     results = json.loads((out / "eval_results.json").read_text())
     assert 0 <= results["sem_seg"]["mIoU"] <= 100
-    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-    assert any("loss_sem_seg_aux" in m for m in metrics)
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert any("loss_sem_seg_aux" in m for m in rows)
 
 
 def test_yacs_config_builds_it_through_the_registry():
