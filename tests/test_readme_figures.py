@@ -19,7 +19,9 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import REPO, subprocess_env, tiny_config
@@ -87,6 +89,9 @@ FIGURES = {
             ("res5", "GAP of res5", "classifier_pvt_v2_b0_res5_synthetic.py"),
         )
     },
+    "depth": rf"\| trained \(`depth_pvt_v2_b0_synthetic.py`, 600 iterations\) \| {N} \| {N} \| "
+    rf"{N} \| {N} \|",
+    "depth_mean": rf"\| the training set's mean depth everywhere \| {N} \| {N} \| {N} \| {N} \|",
     "finetune": r"`masks: all (\d+) objects\s+have a mask`, `most objects in one image: (\d+) "
     r"\(000013.jpg\)`; 10 iterations of 2 images and the\s+evaluation of the 10 validation images "
     r"took (\d+) min (\d+) s \((\d+) s per iteration",
@@ -384,54 +389,6 @@ def test_make_demo(tmp_path):
     f.check()
 
 
-@pytest.mark.benchmark
-def test_semantic_synthetic_miou(tmp_path):
-    """The concat-head synthetic config until its evaluation at iteration 500 (about 15 min)."""
-    miou, pacc, background, circle, triangle, square, minutes, seconds = readme("semantic")
-    data, out = tmp_path / "synthetic", tmp_path / "out"
-    subprocess.run(
-        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data)],
-        check=True,
-        capture_output=True,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
-    args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
-            for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "train_net.py", "--config-file"]
-        + ["configs/SemSeg/pvt_v2_b0_fpn_concat_synthetic.py", *args, "train.eval_period=500"]
-        + [f"train.output_dir={out}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
-    row = None
-    try:
-        while row is None and proc.poll() is None:
-            time.sleep(5)
-            if (out / "metrics.json").is_file():
-                rows = [
-                    json.loads(line) for line in (out / "metrics.json").read_text().splitlines()
-                ]
-                row = next((m for m in rows if "sem_seg/mIoU" in m), None)
-        elapsed = time.perf_counter() - start
-    finally:
-        proc.terminate()
-        proc.wait()
-    assert row is not None, "train_net.py stopped before its first evaluation"
-    f = Figures()
-    f.exact("evaluated at iteration", row["iteration"] + 1, 500)
-    f.close("minutes to the evaluation", elapsed / 60, minutes + seconds / 60)
-    for key, value in [("mIoU", miou), ("pACC", pacc), ("IoU-background", background)]:
-        f.close(key, row[f"sem_seg/{key}"], value)
-    for key, value in [("circle", circle), ("triangle", triangle), ("square", square)]:
-        f.close(f"IoU-{key}", row[f"sem_seg/IoU-{key}"], value)
-    f.check()
-
-
 def _train_until_evaluated(config, args, out, iteration):
     """train_net.py on ``config`` until its evaluation at ``iteration``; that metrics row."""
     proc = subprocess.Popen(
@@ -464,6 +421,35 @@ def _train_until_evaluated(config, args, out, iteration):
         proc.wait()
     assert row is not None, f"train_net.py stopped before its evaluation at {iteration}"
     return row
+
+
+@pytest.mark.benchmark
+def test_semantic_synthetic_miou(tmp_path):
+    """The concat-head synthetic config until its evaluation at iteration 500 (about 15 min)."""
+    miou, pacc, background, circle, triangle, square, minutes, seconds = readme("semantic")
+    data = tmp_path / "synthetic"
+    subprocess.run(
+        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data)],
+        check=True,
+        capture_output=True,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+    args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
+            for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
+    start = time.perf_counter()
+    row = _train_until_evaluated(
+        "configs/SemSeg/pvt_v2_b0_fpn_concat_synthetic.py", args, tmp_path / "out", 500
+    )
+    elapsed = time.perf_counter() - start
+    f = Figures()
+    f.exact("evaluated at iteration", row["iteration"] + 1, 500)
+    f.close("minutes to the evaluation", elapsed / 60, minutes + seconds / 60)
+    for key, value in [("mIoU", miou), ("pACC", pacc), ("IoU-background", background)]:
+        f.close(key, row[f"sem_seg/{key}"], value)
+    for key, value in [("circle", circle), ("triangle", triangle), ("square", square)]:
+        f.close(f"IoU-{key}", row[f"sem_seg/IoU-{key}"], value)
+    f.check()
 
 
 @pytest.mark.benchmark
@@ -511,6 +497,30 @@ def test_classifier_heads(tmp_path, head):
     f = Figures()
     f.close("top-1", row["classification/top1"], top1)
     f.close("mean class accuracy", row["classification/mean_class_acc"], mean_acc)
+    f.check()
+
+
+@pytest.mark.benchmark
+def test_depth_against_the_mean_baseline(tmp_path):
+    """The depth demo (600 iterations, a few min) and the predict-the-mean baseline."""
+    from pvt_fpn_d2.data import generate_synthetic_depth, read_depth
+    from pvt_fpn_d2.evaluation import depth_metrics
+
+    trained, mean_row = readme("depth"), readme("depth_mean")
+    out = generate_synthetic_depth(str(tmp_path / "depth"))
+    train = [read_depth(str(f), 1000) for f in sorted(Path(out["train"]["depth_root"]).glob("*"))]
+    mean = float(np.mean(np.concatenate([t.ravel() for t in train])))
+    val = [read_depth(str(f), 1000) for f in sorted(Path(out["val"]["depth_root"]).glob("*"))]
+    base = [depth_metrics(np.full(g.shape, mean), g) for g in val]
+    args = [f"dataset.{s}_{k}={out[s if s == 'train' else 'val'][d]}" for s in ("train", "val")
+            for k, d in (("images", "image_root"), ("depth", "depth_root"))]  # fmt: skip
+    row = _train_until_evaluated(
+        "configs/Depth/depth_pvt_v2_b0_synthetic.py", args, tmp_path / "o", 600
+    )
+    f = Figures()
+    for i, key in enumerate(("abs_rel", "rmse", "d1", "d2")):
+        f.close(f"mean baseline {key}", float(np.mean([m[key] for m in base])), mean_row[i])
+        f.close(f"trained {key}", row[f"depth/{key}"], trained[i])
     f.check()
 
 

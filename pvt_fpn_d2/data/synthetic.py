@@ -526,12 +526,13 @@ def generate_synthetic_classification(
     num_val: int = 50,
     image_size: Union[int, Tuple[int, int]] = 96,
     seed: int = 0,
-    min_objects: int = 2,
-    max_objects: int = 5,
+    min_objects: int = 1,
+    max_objects: int = 3,
 ) -> Dict[str, str]:
     """Write a small image classification set in the ImageNet folder layout: the shapes images
     of :func:`generate_synthetic_coco`, each labelled with the class whose shapes cover the most
-    pixels ("which shape dominates the image"), the classes in turn (balanced)::
+    pixels, at least 3 times more than any other class ("which shape dominates the image"), the
+    classes in turn (balanced)::
 
         out_dir/{split}/{circle,triangle,square}/000001.png ...
 
@@ -551,12 +552,13 @@ def generate_synthetic_classification(
         for i in range(1, count + 1):
             rng = np.random.default_rng([int(seed), _SPLIT_CODES[split], 1000 + i])
             wanted = (i - 1) % len(SYNTHETIC_CLASSES)  # balanced: image i is of class i mod 3
-            for _ in range(100):  # renders until that class dominates (a few tries)
+            for _ in range(500):  # renders until that class clearly dominates
                 image, shapes = _render_image(rng, height, width, min_objects, max_objects)
                 area = np.zeros(len(SYNTHETIC_CLASSES) + 1)
                 for s in shapes:
                     area[s.category_id] += np.count_nonzero(s.visible)
-                if int(np.argmax(area[1:])) == wanted:
+                others = np.delete(area[1:], wanted)
+                if area[1 + wanted] > 0 and area[1 + wanted] >= 3 * others.max():
                     break
             label = SYNTHETIC_CLASSES[int(np.argmax(area[1:]))]
             cv2.imwrite(os.path.join(root, label, f"{i:06d}.png"), image[:, :, ::-1])  # BGR
