@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO, subprocess_env, tiny_config
+from .conftest import REPO, run_tool, subprocess_env, tiny_config
 
 #: The one tolerance of the measured figures: a re-run may differ from the README by this fraction
 #: of the README's value (times, ratios, memory, and AP or mIoU after CPU training, which move
@@ -428,13 +428,7 @@ def test_semantic_synthetic_miou(tmp_path):
     """The concat-head synthetic config until its evaluation at iteration 500 (about 15 min)."""
     miou, pacc, background, circle, triangle, square, minutes, seconds = readme("semantic")
     data = tmp_path / "synthetic"
-    subprocess.run(
-        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data)],
-        check=True,
-        capture_output=True,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
+    run_tool("datasets/prepare_synthetic.py", "--out", data)
     args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
             for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
     start = time.perf_counter()
@@ -460,13 +454,7 @@ def test_semantic_heads_at_the_same_iteration(tmp_path, head):
     config = re.search(r"`([^`]+)`", FIGURES[f"semseg_{head}"].replace("\\", "")).group(1)
     miou, pacc = readme(f"semseg_{head}")
     data = tmp_path / "synthetic"
-    subprocess.run(
-        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data)],
-        check=True,
-        capture_output=True,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
+    run_tool("datasets/prepare_synthetic.py", "--out", data)
     args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
             for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
     iterations = [500, 1000] if head == "upernet" else [500]
@@ -485,13 +473,7 @@ def test_classifier_heads(tmp_path, head):
     config = re.search(r"`([^`]+)`", FIGURES[f"classifier_{head}"].replace("\\", "")).group(1)
     top1, mean_acc = readme(f"classifier_{head}")
     data = tmp_path / "synthetic"
-    subprocess.run(
-        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(data), "--classification"],
-        check=True,
-        capture_output=True,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
+    run_tool("datasets/prepare_synthetic.py", "--out", data, "--classification")
     args = [f"dataset.{s}_root={data}/classification/{s}" for s in ("train", "val")]
     row = _train_until_evaluated(f"configs/Classification/{config}", args, tmp_path / "o", 600)
     f = Figures()

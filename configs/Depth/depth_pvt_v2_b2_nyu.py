@@ -34,19 +34,23 @@ dataset = dict(
     depth_scale=1000.0,  # PNG value per metre (millimetres)
     image_ext=".jpg",
 )
+
+
+def _depth_folder(split):
+    """The registration of dataset.<split>_images / _depth as "depth_<split>"."""
+    return L(register_depth_folder)(
+        name=f"depth_{split}",
+        image_root=f"${{dataset.{split}_images}}",
+        depth_root=f"${{dataset.{split}_depth}}",
+        depth_scale="${dataset.depth_scale}",
+        max_depth="${model.max_depth}",
+        image_ext="${dataset.image_ext}",
+    )
+
+
 dataloader = dict(
     train=L(build_detection_train_loader)(
-        dataset=L(get_detection_dataset_dicts)(
-            names=L(register_depth_folder)(
-                name="depth_train",
-                image_root="${dataset.train_images}",
-                depth_root="${dataset.train_depth}",
-                depth_scale="${dataset.depth_scale}",
-                max_depth="${model.max_depth}",
-                image_ext="${dataset.image_ext}",
-            ),
-            filter_empty=False,
-        ),
+        dataset=L(get_detection_dataset_dicts)(names=_depth_folder("train"), filter_empty=False),
         mapper=L(DepthDatasetMapper)(
             is_train=True,
             augmentations=[
@@ -61,17 +65,7 @@ dataloader = dict(
         num_workers=default_num_workers(),
     ),
     test=L(build_detection_test_loader)(
-        dataset=L(get_detection_dataset_dicts)(
-            names=L(register_depth_folder)(
-                name="depth_val",
-                image_root="${dataset.val_images}",
-                depth_root="${dataset.val_depth}",
-                depth_scale="${dataset.depth_scale}",
-                max_depth="${model.max_depth}",
-                image_ext="${dataset.image_ext}",
-            ),
-            filter_empty=False,
-        ),
+        dataset=L(get_detection_dataset_dicts)(names=_depth_folder("val"), filter_empty=False),
         mapper=L(DepthDatasetMapper)(
             is_train=False,
             augmentations=[],

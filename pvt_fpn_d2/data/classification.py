@@ -11,11 +11,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-__all__ = ["register_image_folder", "load_image_folder", "IMAGE_EXTENSIONS"]
+from .images import IMAGE_EXTENSIONS
+
+__all__ = ["register_image_folder", "load_image_folder"]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def load_image_folder(root: str, classes: Sequence[str]) -> List[Dict[str, Any]]:

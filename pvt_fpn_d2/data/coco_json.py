@@ -9,7 +9,7 @@ number of classes that the config passes to the box, mask and RetinaNet heads.
 A json is parsed once per process: the class lookups of the configs, the checks and the
 registration share one cached read, and detectron2's ``load_coco_json`` (the dataset dicts) and
 the project's ``COCOEvaluator`` (the ground truth) get one pycocotools ``COCO`` object built from
-it (:func:`coco_api`) instead of parsing the file again.
+it (:func:`registered_coco_apis`) instead of parsing the file again.
 """
 
 import atexit
@@ -30,7 +30,7 @@ from detectron2.data.datasets import load_coco_json
 from ..compat import preloaded_coco_apis
 from .validation import DatasetError, check_coco_dataset
 
-__all__ = ["register_coco_json", "coco_json_num_classes", "coco_json_class_names", "coco_api"]
+__all__ = ["register_coco_json", "coco_json_num_classes", "coco_json_class_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +112,10 @@ class _CocoApis:
         return _SHARED_APIS[path]
 
 
-def coco_api(json_file: str, own_annotations: bool = True):
-    """A pycocotools ``COCO`` object of a registered dataset's ``json_file`` (its metadata's),
-    built from the data already read (None if it is not one of them or the file changed); with
-    ``own_annotations`` its annotation dicts are copies, which the caller may change."""
-    return _CocoApis(own_annotations).get(os.path.abspath(json_file))
-
-
 def registered_coco_apis(own_annotations: bool = False):
-    """A context in which detectron2's ``COCO(path)`` of a registered dataset's json returns
-    :func:`coco_api` instead of parsing the file again."""
+    """A context in which detectron2's ``COCO(path)`` of a registered dataset's json returns a
+    ``COCO`` object built from the data already read (:class:`_CocoApis`) instead of parsing the
+    file again."""
     return preloaded_coco_apis(_CocoApis(own_annotations))
 
 

@@ -7,7 +7,10 @@ and the reader of semantic label maps, which keeps the stored class indices.
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["BadImageError", "read_image", "read_label_map", "image_size"]
+__all__ = ["BadImageError", "IMAGE_EXTENSIONS", "read_image", "read_label_map", "image_size"]
+
+# the image files the folder datasets and the predictor look for
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class BadImageError(OSError):

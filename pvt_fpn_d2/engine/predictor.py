@@ -21,14 +21,12 @@ from detectron2.structures import Instances
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .checkpoint import PVTCheckpointer
-from ..data.images import read_image
+from ..data.images import IMAGE_EXTENSIONS, read_image
 from .trainer import resolve_device
 
 __all__ = ["Predictor", "find_images", "predictions_to_coco"]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def find_images(inputs: Iterable[str]) -> List[Path]:
@@ -83,7 +81,7 @@ class Predictor:
         tensor = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
         (out,) = self.model([{"image": tensor.to(self.device), "height": h, "width": w}])
         return {
-            k: v.to("cpu") if torch.is_tensor(v) or hasattr(v, "to") else v
+            k: v.to("cpu") if hasattr(v, "to") else v
             for k, v in out.items()
             if k in ("instances", "sem_seg", "scores", "pred_class", "depth")
         }

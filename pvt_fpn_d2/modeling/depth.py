@@ -22,7 +22,7 @@ from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList
 
-from .semantic import _as_shape_spec
+from .semantic import _as_shape_spec, _select_features
 
 __all__ = ["DepthHead", "DepthEstimator", "silog_loss", "DEPTH_LOSSES"]
 
@@ -45,14 +45,8 @@ class DepthHead(nn.Module):
     ):
         super().__init__()
         shapes = {k: _as_shape_spec(k, v) for k, v in input_shape.items()}
-        missing = [f for f in in_features if f not in shapes]
-        if not in_features or missing:
-            raise ValueError(
-                f"in_features must be levels of the backbone {list(shapes)}, got "
-                f"{list(in_features)} (missing: {missing})."
-            )
-        self.in_features = list(in_features)
-        self.stride = min(shapes[f].stride for f in in_features)
+        in_features = _select_features(shapes, in_features)
+        self.in_features = in_features
         channels = sum(shapes[f].channels for f in in_features)
         self.fuse = Conv2d(channels, conv_dims, 3, padding=1, activation=F.relu)
         self.predictor = nn.Conv2d(conv_dims, 1, 3, padding=1)

@@ -13,7 +13,7 @@ used as it is; see ``configs/SemSeg/``.
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -46,6 +46,24 @@ def _as_shape_spec(name: str, shape: Any) -> ShapeSpec:
     if channels is None or stride is None:
         raise ValueError(f"input_shape[{name!r}] needs channels and stride, got {shape}.")
     return ShapeSpec(channels=int(channels), stride=int(stride))
+
+
+def _select_features(
+    shapes: Dict[str, ShapeSpec], in_features: Optional[Sequence[str]], minimum: int = 1
+) -> List[str]:
+    """The levels a head uses: ``in_features`` checked against its input shapes (None: all of
+    them, finest first)."""
+    if in_features is None:
+        in_features = sorted(shapes, key=lambda k: shapes[k].stride)
+    in_features = list(in_features)
+    missing = [f for f in in_features if f not in shapes]
+    if len(in_features) < minimum or missing:
+        what = "a non-empty subset" if minimum == 1 else "two or more"
+        raise ValueError(
+            f"in_features must be {what} of the input features {list(shapes)}, "
+            f"got {in_features} (missing: {missing})."
+        )
+    return in_features
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -101,15 +119,7 @@ class FPNConcatSemSegHead(nn.Module):
         """
         super().__init__()
         shapes = {k: _as_shape_spec(k, v) for k, v in input_shape.items()}
-        if in_features is None:
-            in_features = list(shapes)
-        in_features = list(in_features)
-        missing = [f for f in in_features if f not in shapes]
-        if not in_features or missing:
-            raise ValueError(
-                f"in_features must be a non-empty subset of the input features {list(shapes)}, "
-                f"got {in_features} (missing: {missing})."
-            )
+        in_features = _select_features(shapes, in_features)
         if loss_type not in SEM_SEG_LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {SEM_SEG_LOSS_TYPES}, got {loss_type!r}.")
         if loss_type == "binary_cross_entropy" and num_classes != 2:

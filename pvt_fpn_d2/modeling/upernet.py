@@ -26,7 +26,7 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
-from .semantic import _as_shape_spec
+from .semantic import _as_shape_spec, _select_features
 
 __all__ = ["UPerNetHead"]
 
@@ -90,15 +90,7 @@ class UPerNetHead(nn.Module):
         """
         super().__init__()
         shapes = {k: _as_shape_spec(k, v) for k, v in input_shape.items()}
-        if in_features is None:
-            in_features = sorted(shapes, key=lambda k: shapes[k].stride)
-        in_features = list(in_features)
-        missing = [f for f in in_features if f not in shapes]
-        if len(in_features) < 2 or missing:
-            raise ValueError(
-                f"in_features must be two or more of the input features {list(shapes)}, "
-                f"got {in_features} (missing: {missing})."
-            )
+        in_features = _select_features(shapes, in_features, minimum=2)
         if aux_in_feature is not None and aux_in_feature not in shapes:
             raise ValueError(
                 f"aux_in_feature={aux_in_feature!r} is not an input feature {list(shapes)}; "
