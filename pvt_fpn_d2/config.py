@@ -35,8 +35,8 @@ def add_pvt_v2_config(cfg: CN) -> CN:
     # activation checkpointing of every transformer block (less memory, slower)
     _C.MODEL.PVT.USE_ACT_CHECKPOINT = False
     # channels-last convolution weights: same outputs to ~1e-5, about 2x faster backbone on CPUs
-    # (README "Performance"); off by default
-    _C.MODEL.PVT.CHANNELS_LAST = False
+    # (README "Performance"). None: on while the model is on the CPU; True / False: fixed
+    _C.MODEL.PVT.CHANNELS_LAST = None
     # ImageNet weights loaded when the backbone is built: a local file in the official, timm or
     # HF format, or "timm://pvt_v2_b2" to download. (MODEL.WEIGHTS="timm://pvt_v2_b2" works too.)
     _C.MODEL.PVT.WEIGHTS = ""

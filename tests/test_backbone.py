@@ -261,10 +261,35 @@ def test_yacs_builders_in_registry(builder, out_features, expected):
 def test_yacs_channels_last_switch():
     cfg = add_pvt_v2_config(get_cfg())
     cfg.MODEL.PVT.NAME = "pvt_v2_b0"
-    assert cfg.MODEL.PVT.CHANNELS_LAST is False
+    assert cfg.MODEL.PVT.CHANNELS_LAST is None  # automatic: channels-last on the CPU
     for flag in (False, True):
         cfg.MODEL.PVT.CHANNELS_LAST = flag
         bottom_up = BACKBONE_REGISTRY.get("build_pvt_v2_backbone")(cfg, ShapeSpec(channels=3))
         assert bottom_up.channels_last is flag
         sr = bottom_up.model.stages[0].blocks[0].attn.sr.weight
         assert sr.is_contiguous(memory_format=torch.channels_last) is flag
+
+
+def _sr_weight(backbone):
+    return backbone.model.stages[0].blocks[0].attn.sr.weight
+
+
+def test_channels_last_is_the_default_on_the_cpu_only():
+    auto = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0).eval()
+    nchw = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0, channels_last=False).eval()
+    nchw.load_state_dict(auto.state_dict())
+    assert auto.channels_last and not nchw.channels_last
+    assert _sr_weight(auto).is_contiguous(memory_format=torch.channels_last)
+    assert not _sr_weight(auto).is_contiguous()
+    assert _sr_weight(nchw).is_contiguous()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        a, b = auto(x), nchw(x)
+    for k in a:  # the same function, up to float rounding
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4)
+    # moving off the CPU re-decides the automatic layout; a fixed setting stays
+    auto.to("meta")
+    assert not auto.channels_last and _sr_weight(auto).is_contiguous()
+    fixed = PVTv2Backbone("pvt_v2_b0", channels_last=True).to("meta")
+    assert fixed.channels_last
+    assert _sr_weight(fixed).is_contiguous(memory_format=torch.channels_last)

@@ -52,7 +52,7 @@ class PVTv2Backbone(Backbone):
         use_act_checkpoint: bool = False,
         weights: str = "",
         in_chans: int = 3,
-        channels_last: bool = False,
+        channels_last: Optional[bool] = None,
     ):
         """
         Args:
@@ -65,17 +65,19 @@ class PVTv2Backbone(Backbone):
             use_act_checkpoint: recompute each transformer block in the backward pass
                 (activation checkpointing) to cut training memory.
             weights: ImageNet checkpoint to load: a local file in the official PVT, timm or
-                Hugging Face format (see :mod:`pvt_fpn_d2.modeling.weights`), ``"timm://<name>"`` for
-                timm's weights from the Hugging Face hub, or ``""`` for random initialisation.
+                Hugging Face format (see :mod:`pvt_fpn_d2.modeling.weights`),
+                ``"timm://<name>"`` for timm's weights from the Hugging Face hub, or ``""`` for
+                random initialisation.
             in_chans: number of input channels.
             channels_last: store the convolution weights in channels-last memory format. timm's
                 blocks give their depthwise (MLP) and spatial-reduction (attention) convolutions
                 token-major, i.e. channels-last, views of the tokens; with NCHW weights PyTorch
                 copies every such input to NCHW first, and on the CPU these copies take about as
                 long as the rest of the network. With channels-last weights the convolutions run
-                on the views directly: ~2x faster on the CPU (see tools/benchmark.py). The
-                outputs differ from the default path by float rounding (~1e-5), hence off by
-                default.
+                on the views directly: ~2x faster on the CPU (see tools/benchmark.py), outputs
+                equal up to float rounding (~1e-5). ``None`` (default): channels-last while the
+                weights are on the CPU, the default layout on other devices (re-decided by
+                every ``.to(device)``); ``True`` / ``False`` fix the layout.
         """
         super().__init__()
         out_features = list(out_features)
@@ -107,9 +109,26 @@ class PVTv2Backbone(Backbone):
         if weights:
             load_pvt_v2_weights(self, weights)
         # loading and .to(device) keep a parameter's memory format
-        self.channels_last = channels_last
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self._channels_last_setting = channels_last
+        self.channels_last = False
+        self._apply_layout()
+
+    def _apply_layout(self) -> None:
+        """Put the weights in the memory format that ``channels_last`` asks for on their device."""
+        wanted = self._channels_last_setting
+        if wanted is None:  # auto: channels-last on the CPU
+            wanted = next(self.model.parameters()).device.type == "cpu"
+        if wanted != self.channels_last:
+            fmt = torch.channels_last if wanted else torch.contiguous_format
+            self.model.to(memory_format=fmt)
+            self.channels_last = wanted
+
+    def _apply(self, fn, recurse=True):
+        # .to(device) / .cuda() / .float() pass through here: re-decide the automatic layout
+        super()._apply(fn, recurse)
+        if self._channels_last_setting is None and hasattr(self, "channels_last"):
+            self._apply_layout()
+        return self
 
     def _stage_items(self):
         return zip(self._out_features, self._out_indices)
