@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
+import tqdm
 from PIL import Image
 
 from detectron2.config import instantiate
@@ -24,7 +26,15 @@ from .checkpoint import PVTCheckpointer
 from ..data.images import IMAGE_EXTENSIONS, read_image
 from .trainer import resolve_device
 
-__all__ = ["Predictor", "find_images", "predictions_to_coco"]
+__all__ = [
+    "Predictor",
+    "draw_outputs",
+    "find_images",
+    "open_video",
+    "predictions_to_coco",
+    "run_prediction",
+    "run_video",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +141,46 @@ class Predictor:
         return vis.draw_sem_seg(labels, alpha=0.5).get_image()
 
 
+def top_classes(predictor: Predictor, scores: torch.Tensor, k: int = 5) -> List[Dict]:
+    """The ``k`` best classes of a classifier's scores: [{"class", "class_id", "score"}]."""
+    names = predictor.class_names()
+    values, indices = scores.topk(min(k, len(scores)))
+    return [
+        {
+            "class": names[i] if i < len(names) else str(i),
+            "class_id": int(i),
+            "score": round(float(v), 4),
+        }
+        for v, i in zip(values.tolist(), indices.tolist())
+    ]
+
+
+def colour_depth(predictor: Predictor, depth: np.ndarray) -> np.ndarray:
+    """A (H, W) depth map in metres as an RGB picture (near red, far blue), scaled to the
+    dataset's ``max_depth`` (or the map's own maximum)."""
+    max_depth = float(predictor.metadata.get("max_depth", depth.max() or 1.0))
+    norm = np.clip(depth / max_depth, 0, 1)
+    return cv2.applyColorMap((255 * (1 - norm)).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+
+
+def draw_outputs(
+    predictor: Predictor, image: np.ndarray, out: Dict, score_threshold: float = 0.5
+) -> np.ndarray:
+    """The outputs of :meth:`Predictor.predict` drawn on ``image`` (RGB uint8): instances above
+    ``score_threshold``, the semantic classes, the top-5 classes, or the image beside its
+    coloured depth."""
+    if "instances" in out:
+        inst = out["instances"]
+        return predictor.draw(image, inst[inst.scores >= score_threshold])
+    if "depth" in out:
+        rgb = convert_image_to_rgb(image, predictor.image_format)
+        return np.concatenate([rgb, colour_depth(predictor, out["depth"].numpy())], axis=1)
+    if "scores" in out:
+        return predictor.draw_top_labels(image, top_classes(predictor, out["scores"]))
+    labels = out["sem_seg"].argmax(dim=0).numpy().astype(np.uint8)
+    return predictor.draw_sem_seg(image, labels)
+
+
 def predictions_to_coco(results: List[Dict], metadata, image_files: List[str]) -> Dict:
     """
     All predictions as a COCO-format dataset (``images``, ``categories``, ``annotations`` with
@@ -204,20 +254,15 @@ def run_prediction(
         if picture in names:  # same stem in two folders
             picture = os.path.join(output_dir, f"{path.parent.name}_{path.stem}.jpg")
         names.append(picture)
+        drawn = draw_outputs(predictor, image, out, score_threshold)
         if "instances" in out:
             inst = out["instances"]
             inst = inst[inst.scores >= score_threshold]
-            drawn = predictor.draw(image, inst)
             results.append({"height": image.shape[0], "width": image.shape[1], "instances": inst})
             logger.info(f"{path}: {len(inst)} instances -> {picture}")
         elif "depth" in out:
             depth = out["depth"].numpy()
             scale = float(predictor.metadata.get("depth_scale", 1000.0))
-            max_depth = float(predictor.metadata.get("max_depth", depth.max() or 1.0))
-            norm = np.clip(depth / max_depth, 0, 1)
-            coloured = cv2.applyColorMap((255 * (1 - norm)).astype(np.uint8), cv2.COLORMAP_JET)
-            drawn = np.concatenate([convert_image_to_rgb(image, predictor.image_format),
-                                    coloured[:, :, ::-1]], axis=1)  # fmt: skip
             depth_file = picture[: -len(".jpg")] + "_depth.png"
             cv2.imwrite(depth_file, np.clip(np.round(depth * scale), 0, 65535).astype(np.uint16))
             depths.append(
@@ -232,24 +277,11 @@ def run_prediction(
             )
             logger.info(f"{path}: depth {depths[-1]['median_m']} m (median) -> {depth_file}")
         elif "scores" in out:  # classification
-            names = predictor.class_names()
-            scores = out["scores"]
-            k = min(5, len(scores))
-            values, indices = scores.topk(k)
-            top = [
-                {
-                    "class": names[i] if i < len(names) else str(i),
-                    "class_id": int(i),
-                    "score": round(float(v), 4),
-                }
-                for v, i in zip(values.tolist(), indices.tolist())
-            ]
-            drawn = predictor.draw_top_labels(image, top)
+            top = top_classes(predictor, out["scores"])
             classified.append({"file_name": str(path), "top5": top})
             logger.info(f"{path}: {top[0]['class']} {top[0]['score']:.2f} -> {picture}")
         else:
             labels = out["sem_seg"].argmax(dim=0).numpy().astype(np.uint8)
-            drawn = predictor.draw_sem_seg(image, labels)
             label_file = picture[: -len(".jpg")] + ".png"
             Image.fromarray(labels).save(label_file)
             classes = predictor.metadata.get("stuff_classes", None)
@@ -273,3 +305,77 @@ def run_prediction(
     with open(os.path.join(output_dir, name), "w") as f:
         json.dump(payload, f)
     return payload
+
+
+def open_video(source: str) -> "cv2.VideoCapture":
+    """A ``cv2.VideoCapture`` of a video file, or of camera ``N`` for ``source="webcam:N"``."""
+    if source.startswith("webcam:"):
+        capture = cv2.VideoCapture(int(source.split(":", 1)[1]))
+        what = f"camera {source.split(':', 1)[1]}"
+    else:
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"Video {source!r} does not exist.")
+        capture = cv2.VideoCapture(source)
+        what = f"video {source!r}"
+    if not capture.isOpened():
+        raise ValueError(
+            f"OpenCV cannot open {what}: not a video it can decode (opencv reads .mp4, .avi, "
+            f".mkv, ... with the codecs its FFmpeg has) or no such camera."
+        )
+    return capture
+
+
+def run_video(
+    predictor: Predictor,
+    source: str,
+    output_file: str,
+    score_threshold: float = 0.5,
+    max_frames: Optional[int] = None,
+) -> Dict:
+    """
+    Predict every frame of a video file (or camera, ``source="webcam:0"``) and write the frames
+    with the predictions drawn to ``output_file`` (``.mp4``: mp4v, ``.avi``: MJPG), at the
+    source's frame rate, with a progress bar and the frames/s.
+
+    Returns:
+        {"frames", "seconds", "fps", "output"}.
+    """
+    capture = open_video(source)
+    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    total = total if total > 0 else None  # cameras and some containers do not say
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
+    fourcc = "MJPG" if output_file.lower().endswith(".avi") else "mp4v"
+    writer, frames = None, 0
+    start = time.perf_counter()
+    try:
+        with tqdm.tqdm(total=total, unit="frame", desc=os.path.basename(output_file)) as bar:
+            while max_frames is None or frames < max_frames:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                image = bgr if predictor.image_format == "BGR" else bgr[:, :, ::-1]
+                drawn = draw_outputs(predictor, image, predictor.predict(image), score_threshold)
+                if writer is None:  # the drawing may be wider than the frame (depth)
+                    h, w = drawn.shape[:2]
+                    writer = cv2.VideoWriter(
+                        output_file, cv2.VideoWriter_fourcc(*fourcc), rate, (w, h)
+                    )
+                    if not writer.isOpened():
+                        raise ValueError(f"OpenCV cannot write {output_file!r} ({fourcc}).")
+                writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
+                frames += 1
+                bar.update(1)
+                bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.2f}")
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if frames == 0:
+        raise ValueError(f"No frame could be read from {source!r}.")
+    seconds = time.perf_counter() - start
+    logger.info(f"{frames} frames in {seconds:.1f} s ({frames / seconds:.2f} frames/s) -> "
+                f"{output_file}")  # fmt: skip
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "output": output_file}
