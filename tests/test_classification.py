@@ -35,11 +35,13 @@ def folders(tmp_path_factory):
     return generate_synthetic_classification(str(root), num_train=12, num_val=6, image_size=64)
 
 
-def _classifier(name="pvt_v2_b0", fpn=True, num_classes=3, **kwargs):
+def _classifier(name="pvt_v2_b0", fpn=True, num_classes=3, fpn_channels=32, **kwargs):
     torch.manual_seed(0)
     bottom_up = PVTv2Backbone(name, drop_path_rate=0.0)
     if fpn:
-        backbone = FPN(bottom_up=bottom_up, in_features=bottom_up._out_features, out_channels=32)
+        backbone = FPN(
+            bottom_up=bottom_up, in_features=bottom_up._out_features, out_channels=fpn_channels
+        )
     else:
         backbone = bottom_up
     return ImageClassifier(
@@ -184,3 +186,29 @@ def test_train_net_and_predict(folders, tmp_path):
         assert sorted(t["class"] for t in p["top5"]) == sorted(SYNTHETIC_CLASSES)
         assert p["top5"][0]["score"] >= p["top5"][-1]["score"]
     assert len(list((tmp_path / "pred").glob("*.jpg"))) == 6
+
+
+def test_a_detectors_checkpoint_starts_both_heads(tmp_path):
+    """The detector's PVT-v2 (``backbone.bottom_up.model.*``) loads into the P5 classifier as
+    it is and into the res5 one (``backbone.model.*``) moved to its prefix; the FPN too where
+    the classifier has one of the same width."""
+    from pvt_fpn_d2.engine.checkpoint import PVTCheckpointer
+
+    cfg = LazyConfig.load(str(REPO / "configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py"))
+    cfg.model.backbone.out_channels = 128
+    torch.manual_seed(1)
+    detector = instantiate(cfg.model)
+    path = tmp_path / "detector.pth"
+    torch.save({"model": detector.state_dict()}, path)
+    want = detector.backbone.bottom_up.model.state_dict()
+    for fpn in (True, False):
+        classifier = _classifier(fpn=fpn, fpn_channels=128)
+        PVTCheckpointer(classifier).load(str(path))
+        pvt = classifier.backbone.bottom_up if fpn else classifier.backbone
+        got = pvt.model.state_dict()
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[k], want[k]) for k in want)
+        if fpn:
+            torch.testing.assert_close(
+                classifier.backbone.fpn_output5.weight, detector.backbone.fpn_output5.weight
+            )

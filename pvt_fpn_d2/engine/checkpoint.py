@@ -68,6 +68,24 @@ def convert_to_detectron2_checkpoint(src: str, dst: str, prefix: Optional[str] =
     return len(model)
 
 
+_PVT_FIRST_KEY = "patch_embed.proj.weight"  # the first parameter of every PVT-v2
+
+
+def _move_backbone(state: Dict[str, Any], prefix: Optional[str]) -> None:
+    """A PVT-v2 stored under another prefix than this model's (a detector's
+    ``backbone.bottom_up.model.`` loaded into a classifier or depth model whose backbone is the
+    bottom-up network alone, ``backbone.model.``, or the other way round) is moved to it."""
+    if prefix is None or any(k.startswith(prefix) for k in state):
+        return
+    found = [k[: -len(_PVT_FIRST_KEY)] for k in state if k.endswith("." + _PVT_FIRST_KEY)]
+    if len(found) != 1:
+        return  # none, or several backbones: nothing is guessed
+    other = found[0]
+    for k in [k for k in state if k.startswith(other)]:
+        state[prefix + k[len(other) :]] = state.pop(k)
+    logger.info(f"PVT-v2 backbone weights found under {other}*: loaded into {prefix}*")
+
+
 class TimmHubHandler(PathHandler):
     """``timm://pvt_v2_b2`` -> timm's ImageNet weights, converted to a detectron2 checkpoint."""
 
@@ -172,6 +190,7 @@ class PVTCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint: Dict[str, Any]):
         own = self.model.state_dict()
         ckpt = checkpoint["model"]
+        _move_backbone(ckpt, self._backbone_prefix())
         skipped = [
             k
             for k, v in ckpt.items()
