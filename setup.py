@@ -46,5 +46,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3"],
+        # tools/export_model.py (torch.export-based ONNX exporter) and OnnxPredictor
+        "deploy": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.3"],
     },
 )

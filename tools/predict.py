@@ -2,8 +2,9 @@
 """
 Run a trained detector on images or folders: writes each image with masks, boxes, class names
 and scores drawn, and predictions.json (COCO format, loadable by pycocotools) with all of them.
-With a semantic segmentation config (configs/SemSeg/) it writes each image with the classes
-drawn, a label PNG per image and sem_seg_predictions.json.
+With ``--model DIR/model.onnx`` in place of ``--checkpoint`` the exported model runs with ONNX
+Runtime (tools/export_model.py). With a semantic segmentation config (configs/SemSeg/) it writes
+each image with the classes drawn, a label PNG per image and sem_seg_predictions.json.
 
   python tools/predict.py --config-file configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py \
       --checkpoint output/model_final.pth --input photo.jpg more_photos/ --output predictions/
@@ -39,7 +40,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--config-file", required=True, help="the LazyConfig the model was trained with"
     )
-    parser.add_argument("--checkpoint", required=True, help="model weights (.pth)")
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", help="model weights (.pth)")
+    weights.add_argument(
+        "--model", help="an exported model.onnx (tools/export_model.py), run by ONNX Runtime"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", nargs="+", help="image files and/or folders")
     source.add_argument("--video-input", help="a video file: writes the annotated video")
@@ -60,7 +65,12 @@ def main(argv=None) -> None:
     setup_logger(name="detectron2", abbrev_name="d2").setLevel(logging.WARNING)
 
     cfg = apply_overrides(LazyConfig.load(resolve_config_file(args.config_file)), args.opts)
-    predictor = Predictor(cfg, args.checkpoint)
+    if args.model:
+        from pvt_fpn_d2.deploy import OnnxPredictor
+
+        predictor = OnnxPredictor(args.model, cfg)
+    else:
+        predictor = Predictor(cfg, args.checkpoint)
     if args.video_input or args.webcam:
         source = args.video_input or "webcam:0"
         output = args.output

@@ -38,5 +38,5 @@ if ! "$PY" -c "import pkg_resources, wheel" 2>/dev/null; then
 fi
 # Builds detectron2 from the pb1-detectron2 sdist only if no working detectron2 is found.
 "$PY" tools/install_detectron2.py --pip-args "${PIN[*]}"
-"${PIP[@]}" -e ".[test]"
+"${PIP[@]}" -e ".[test,deploy]"
 "$PY" tools/install_detectron2.py --check

@@ -1,0 +1,14 @@
+"""Export to ONNX (``torch.export``-based exporter) and serving with ONNX Runtime."""
+
+from .export import EXPORT_SPEC, export_onnx, load_checkpoint_strict
+from .graphs import export_graph, graph_outputs
+from .onnx_predictor import OnnxPredictor
+
+__all__ = [
+    "EXPORT_SPEC",
+    "OnnxPredictor",
+    "export_graph",
+    "export_onnx",
+    "graph_outputs",
+    "load_checkpoint_strict",
+]

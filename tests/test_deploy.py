@@ -1,0 +1,212 @@
+"""ONNX export (tools/export_model.py, pvt_fpn_d2.deploy) against the eager detectron2 models:
+the same detections, masks and scores through ONNX Runtime, for inputs of several sizes through
+one exported file, and clear errors for what cannot be exported or run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+
+from pvt_fpn_d2.config import apply_overrides
+from pvt_fpn_d2.deploy import OnnxPredictor, export_onnx, load_checkpoint_strict
+from pvt_fpn_d2.engine.predictor import Predictor
+
+from .conftest import REPO, run_tool, tiny_config
+
+# one worker exports each model once for all the tests here (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("deploy")
+
+# (H, W) of the test images; after the configs' test resize (short edge 96, long <= 128) they
+# are 96x128, 89x128 and 115x96: two heights that are not multiples of 32
+SIZES = ((96, 128), (90, 130), (120, 100))
+
+
+def _images(seed=1):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3)).astype(np.uint8) for h, w in SIZES]
+
+
+def _export(tmp, cfg_path, name):
+    """Random weights saved as a checkpoint, exported with them; (config, checkpoint, folder)."""
+    cfg = LazyConfig.load(str(cfg_path))
+    torch.manual_seed(0)
+    checkpoint = tmp / f"{name}.pth"
+    torch.save({"model": instantiate(cfg.model).state_dict()}, checkpoint)
+    folder = tmp / name
+    export_onnx(cfg, str(folder), checkpoint=str(checkpoint))
+    return cfg, checkpoint, folder
+
+
+@pytest.fixture(scope="module")
+def detectors(tmp_path_factory, tiny_dataset):
+    """Mask R-CNN and RetinaNet (b0), score threshold 0 so random weights detect 100 boxes."""
+    tmp = tmp_path_factory.mktemp("deploy")
+    out = {}
+    for name, config, thresh in (
+        ("mask_rcnn", "mask_rcnn_pvt_v2_b0_fpn_coco_json.py", "model.roi_heads.box_predictor"),
+        ("retinanet", "retinanet_pvt_v2_b0_fpn_coco_json.py", "model"),
+    ):
+        (tmp / f"{name}_cfg").mkdir()
+        path = tiny_config(
+            tmp / f"{name}_cfg", tiny_dataset, config, overrides=[f"{thresh}.test_score_thresh=0.0"]
+        )
+        out[name] = _export(tmp, path, name)
+    return out
+
+
+def assert_same_instances(a, b):
+    """Same count; each eager detection has an exported one of its class with the box within
+    0.5 px, the score within 1e-3 and (masks) IoU >= 0.99. Matched, not compared by rank:
+    with random weights many scores tie to float precision and the order of ties is free."""
+    assert len(a) == len(b) > 0
+    ba, bb = a.pred_boxes.tensor, b.pred_boxes.tensor
+    cost = (ba[:, None] - bb[None]).abs().amax(-1)
+    cost[a.pred_classes[:, None] != b.pred_classes[None]] = float("inf")
+    cost[(a.scores[:, None] - b.scores[None]).abs() > 1e-3] = float("inf")
+    best, match = cost.min(dim=1)
+    assert float(best.max()) <= 0.5, f"worst box difference {float(best.max())}"
+    assert len(set(match.tolist())) == len(a)  # one to one
+    if a.has("pred_masks"):
+        ma, mb = a.pred_masks, b.pred_masks[match]
+        inter = (ma & mb).flatten(1).sum(1).float()
+        union = (ma | mb).flatten(1).sum(1).float().clamp(min=1)
+        assert float((inter / union).min()) >= 0.99
+    return float(best.max())
+
+
+@pytest.mark.parametrize("name", ["mask_rcnn", "retinanet"])
+def test_detector_onnx_matches_eager_at_three_sizes(detectors, name):
+    cfg, checkpoint, folder = detectors[name]
+    spec = json.loads((folder / "export.json").read_text())
+    assert spec["outputs"][:3] == ["boxes", "scores", "classes"]
+    assert ("masks" in spec["outputs"]) is (name == "mask_rcnn")
+    assert spec["classes"] == ["circle", "triangle", "square"]
+    assert spec["input"]["shape"] == [3, "height", "width"] and spec["outside_the_graph"]
+    eager = Predictor(cfg, str(checkpoint))
+    onnx = OnnxPredictor(str(folder))  # the config and classes saved beside the model
+    assert onnx.class_names() == eager.class_names()
+    for image in _images():
+        a, b = eager.predict(image)["instances"], onnx.predict(image)["instances"]
+        assert a.image_size == b.image_size == image.shape[:2]
+        assert_same_instances(a, b)
+
+
+def test_predict_py_with_the_onnx_model_writes_the_eager_predictions(detectors, tmp_path):
+    cfg, checkpoint, folder = detectors["mask_rcnn"]
+    cfg_file = tmp_path / "config.yaml"
+    LazyConfig.save(cfg, str(cfg_file))
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    for i, image in enumerate(_images(seed=2)):
+        Image.fromarray(image).save(images / f"{i}.png")
+    results = {}
+    for kind, weights in (("eager", ["--checkpoint", checkpoint]),
+                          ("onnx", ["--model", folder / "model.onnx"])):  # fmt: skip
+        out = tmp_path / kind
+        run_tool("tools/predict.py", "--config-file", cfg_file, *weights, "--input", images,
+                 "--output", out, "--confidence-threshold", "0.0")  # fmt: skip
+        results[kind] = json.loads((out / "predictions.json").read_text())
+        assert sorted(p.name for p in out.glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
+    eager, onnx = results["eager"], results["onnx"]
+    assert eager["images"] == onnx["images"] and eager["categories"] == onnx["categories"]
+    assert len(eager["annotations"]) == len(onnx["annotations"]) >= 250  # <= 100 per image
+    for image in eager["images"]:
+        a = [x for x in eager["annotations"] if x["image_id"] == image["id"]]
+        b = [x for x in onnx["annotations"] if x["image_id"] == image["id"]]
+        for x in a:  # the one with the same class and (almost) the same box and score
+            d = [
+                max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"]))
+                for y in b
+                if y["category_id"] == x["category_id"] and abs(y["score"] - x["score"]) < 1e-3
+            ]
+            assert d and min(d) <= 0.5
+
+
+@pytest.fixture(scope="module")
+def semantic(tmp_path_factory):
+    from pvt_fpn_d2.data import generate_synthetic_coco
+
+    tmp = tmp_path_factory.mktemp("deploy_sem")
+    data = generate_synthetic_coco(str(tmp / "data"), num_train=2, num_val=2, image_size=96)
+    cfg = LazyConfig.load(str(REPO / "configs/SemSeg/pvt_v2_b0_fpn_concat_synthetic.py"))
+    cfg = apply_overrides(
+        cfg,
+        [
+            f"dataset.{split}_{kind}={data[s][key]}"
+            for split, s in (("train", "train"), ("val", "val"))
+            for kind, key in (("images", "image_root"), ("labels", "sem_seg_root"))
+        ],
+    )
+    path = tmp / "config.yaml"
+    LazyConfig.save(cfg, str(path))
+    return _export(tmp, path, "concat")
+
+
+def test_semantic_onnx_logits_match_eager(semantic):
+    cfg, checkpoint, folder = semantic
+    eager, onnx = Predictor(cfg, str(checkpoint)), OnnxPredictor(str(folder), cfg)
+    for image in _images():
+        a, b = eager.predict(image)["sem_seg"], onnx.predict(image)["sem_seg"]
+        assert a.shape == b.shape == (4, *image.shape[:2])
+        assert float((a - b).abs().max()) <= 1e-3
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_export(detectors, tmp_path):
+    cfg, _, _ = detectors["mask_rcnn"]
+    _, retinanet_checkpoint, _ = detectors["retinanet"]
+    with pytest.raises(ValueError, match="is not a checkpoint of this config's model.*missing"):
+        export_onnx(cfg, str(tmp_path / "x"), checkpoint=str(retinanet_checkpoint))
+    assert not (tmp_path / "x").exists()  # refused before anything is written
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(retinanet_checkpoint.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="Cannot read"):
+        load_checkpoint_strict(instantiate(cfg.model), str(truncated))
+
+
+def test_unsupported_models_are_named(detectors, tmp_path):
+    cfg = LazyConfig.load(str(REPO / "configs/COCO/cascade_mask_rcnn_pvt_v2_b2_fpn_3x.py"))
+    cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
+    from pvt_fpn_d2.deploy import export_graph
+
+    with pytest.raises(TypeError, match="CascadeROIHeads"):
+        export_graph(instantiate(cfg.model).eval())
+    with pytest.raises(TypeError, match="No export for Linear"):
+        export_graph(torch.nn.Linear(2, 2))
+
+
+def test_export_failure_names_the_module_and_the_exporters_message(semantic, tmp_path):
+    cfg, _, _ = semantic
+    from pvt_fpn_d2.modeling import semantic as semantic_module
+
+    head = semantic_module.FPNConcatSemSegHead
+    original = head.layers
+
+    def layers(self, features):  # an op the exporter cannot trace: data out to numpy
+        out = original(self, features)
+        return out + float(out.detach().numpy().mean()) * 0
+
+    head.layers = layers
+    try:
+        with pytest.raises(RuntimeError) as info:
+            export_onnx(cfg, str(tmp_path / "x"))
+    finally:
+        head.layers = original
+    message = str(info.value)
+    assert message.startswith("ONNX export of SemanticSegmentor failed in ")
+    assert "test_deploy.py" in message and "(layers)" in message
+
+
+def test_the_onnx_predictor_checks_its_input(detectors, tmp_path):
+    _, _, folder = detectors["retinanet"]
+    onnx = OnnxPredictor(str(folder))
+    with pytest.raises(ValueError, match=r"takes \(H, W, 3\) images"):
+        onnx.predict(np.zeros((96, 96), np.uint8))
+    with pytest.raises(ValueError, match="must be uint8 or float"):
+        onnx.predict(np.zeros((96, 96, 3), np.int16))
+    with pytest.raises(FileNotFoundError, match="export the model first"):
+        OnnxPredictor(str(tmp_path))
