@@ -705,3 +705,35 @@ def test_anchor_permutation_is_mmdetections_ratio_major_order():
     assert anchor_permutation(3, 3) == [0, 3, 6, 1, 4, 7, 2, 5, 8]
     assert anchor_permutation(1, 3) == [0, 1, 2]
     assert anchor_permutation(2, 3) == [0, 2, 4, 1, 3, 5]
+
+
+def test_official_b2_li_checkpoint_fills_the_b2_li_config(tmp_path):
+    """b2_li (linear spatial reduction) exists in the official naming only (mmdetection's own
+    PVT-v2 has no linear attention): its detector converts, every key in place, values kept."""
+    from timm import create_model
+
+    from .weight_formats import timm_to_official
+
+    b2 = dict(PVT_V2_B0, embed_dims=64, num_layers=[3, 4, 6, 3])
+    mm = MODELS.build(
+        ConfigDict(
+            copy.deepcopy(MASK_RCNN),
+            backbone=b2,
+            neck=dict(MASK_RCNN["neck"], in_channels=[64, 128, 320, 512]),
+        )
+    )
+    backbone = create_model("pvt_v2_b2_li", pretrained=False, num_classes=0).state_dict()
+    sd = {f"backbone.{k}": v for k, v in timm_to_official(backbone).items()}
+    assert (
+        "backbone.block1.0.attn.sr.weight" in sd
+        and sd["backbone.block1.0.attn.sr.weight"].shape[-1] == 1
+    )
+    sd.update({k: v for k, v in mm.state_dict().items() if not k.startswith("backbone.")})
+    conversion, _, dst = _convert(mm, tmp_path, state_dict=sd)
+    assert (conversion.variant, conversion.config, conversion.config_overrides) == (
+        "pvt_v2_b2_li",
+        "COCO/mask_rcnn_pvt_v2_b2_li_fpn_1x.py",
+        [],
+    )
+    for k, v in backbone.items():
+        assert torch.equal(conversion.state_dict[f"backbone.bottom_up.model.{k}"], v), k
