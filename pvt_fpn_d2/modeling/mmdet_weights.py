@@ -161,7 +161,7 @@ def read_mmdet_checkpoint(
 
 
 def detect_mmdet_detector(sd: Mapping[str, Tensor]) -> str:
-    """ "MaskRCNN", "FasterRCNN" or "RetinaNet" from the keys; else an error naming what it is."""
+    """The detector, "MaskRCNN", "FasterRCNN" or "RetinaNet", from the keys; else an error."""
     keys = list(sd)
     if any(k.startswith(D2_BACKBONE_PREFIX) for k in keys):
         raise MMDetCheckpointError(
