@@ -28,7 +28,7 @@ from pvt_fpn_d2.engine.checkpoint import PVTCheckpointer, convert_mmdet_checkpoi
 from pvt_fpn_d2.modeling.mmdet_weights import MMDetCheckpointError, anchor_permutation
 from pvt_fpn_d2.modeling.weights import UnsafeCheckpointError
 
-from .conftest import run_tool, run_train_net, subprocess_env, tiny_config
+from .conftest import REPO, run_tool, run_train_net, subprocess_env, tiny_config
 
 
 def _import_mmdet():
@@ -563,6 +563,31 @@ def test_tool_output_loads_in_predict_and_eval_only_without_missing_keys(tmp_pat
     assert "Fine-tuning: skipped" not in r.stdout + r.stderr
     assert not any(w in r.stdout + r.stderr for w in fvcore_warnings)
     assert json.loads((tmp_path / "out" / "eval_results.json").read_text())["bbox"]
+
+
+def test_tool_uses_the_config_given_and_its_overrides(tmp_path):
+    src = _save_mmdet(_mmdet_model(RETINANET), tmp_path / "retinanet.pth")
+    b2 = "COCO/retinanet_pvt_v2_b2_fpn_1x.py"
+    tool = [sys.executable, str(REPO / "tools/convert_mmdet_checkpoint.py")]
+    r = subprocess.run(
+        [*tool, "--config-file", b2, src, tmp_path / "no.pth"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert r.returncode == 1
+    assert "error: The checkpoint's backbone is pvt_v2_b0, the config's pvt_v2_b2" in r.stderr
+    assert not (tmp_path / "no.pth").exists()
+    # options after the positional arguments and the overrides count too
+    name = "model.backbone.bottom_up.name=pvt_v2_b0"
+    r = run_tool(
+        "tools/convert_mmdet_checkpoint.py", src, tmp_path / "b0.pth", name, "--config-file", b2
+    )
+    eps = "model.backbone.bottom_up.patch_and_sr_norm_eps=1e-06"
+    assert (
+        f"--config-file {b2} --eval-only train.init_checkpoint={tmp_path / 'b0.pth'} {name} {eps}"
+        in r.stdout
+    )
 
 
 def test_fine_tuning_from_a_converted_checkpoint_reinitialises_only_class_layers(tmp_path, caplog):

@@ -20,7 +20,7 @@ import logging
 import shlex
 
 # known third-party notices are hidden by exact message before anything emits them
-from pvt_fpn_d2.cli import parse_args, silence_known_warnings  # isort: skip
+from pvt_fpn_d2.cli import silence_known_warnings  # isort: skip
 
 silence_known_warnings()
 
@@ -45,14 +45,13 @@ def main(argv=None) -> None:
         help="LazyConfig (file or model-zoo name) of the model; default: the COCO config of the "
         "checkpoint's detector and variant",
     )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
-    args = parse_args(parser, argv)  # options after the overrides count too
+    parser.add_argument("opts", nargs="*", help="config overrides key=value")
+    args = parser.parse_intermixed_args(argv)  # options before, between or after the others
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    cfg = config_file = None
+    cfg, config_file = None, args.config_file  # as given: a file or a model-zoo name
     if args.config_file:
-        config_file = resolve_config_file(args.config_file)
-        cfg = apply_overrides(LazyConfig.load(config_file), args.opts)
+        cfg = apply_overrides(LazyConfig.load(resolve_config_file(config_file)), args.opts)
     elif args.opts:
         parser.error("config overrides need --config-file")
     try:
