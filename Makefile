@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY ?= $(VENV)/bin/python
 STAMP := $(VENV)/.pvt_fpn_d2-setup-done
-SETUP_INPUTS := setup.py tools/constraints.txt tools/install_detectron2.py tools/setup_env.sh
+SETUP_INPUTS := setup.py tools/constraints.txt tools/requirements-mmdet.txt tools/install_detectron2.py \
+	tools/setup_env.sh
 # pytest-xdist workers; CI machines have 2 cores
 TEST_WORKERS ?= 2
 

@@ -24,6 +24,7 @@ _EXPORTS = {
     "DepthEstimator": "modeling",
     "load_pvt_v2_weights": "modeling",
     "PVTCheckpointer": "engine",
+    "convert_mmdet_checkpoint": "engine",
     "add_pvt_v2_config": "config",
     "add_pvt_v2_sem_seg_config": "config",
     "build_optimizer": "config",

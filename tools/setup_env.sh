@@ -40,3 +40,14 @@ fi
 "$PY" tools/install_detectron2.py --pip-args "${PIN[*]}"
 "${PIP[@]}" -e ".[test,deploy]"
 "$PY" tools/install_detectron2.py --check
+# Test-only: mmdetection, for the parity tests of converted checkpoints
+# (tests/test_mmdet_convert.py); the library never imports it. --no-deps: mmengine and mmcv-lite
+# require opencv-python, which would shadow the pinned opencv-python-headless (both own cv2);
+# the file lists their real dependencies. An environment not created here is left alone (its
+# mmcv may have the compiled ops): the tests are skipped there unless it has mmdetection.
+if [ -e "$MARK" ]; then
+    "${PIP[@]}" --no-deps -r tools/requirements-mmdet.txt
+elif ! "$PY" -c "import mmdet" 2>/dev/null; then
+    echo "note: mmdetection is not installed in $VENV, so tests/test_mmdet_convert.py is skipped;" \
+        "to run it: $PY -m pip install --no-deps -r tools/requirements-mmdet.txt"
+fi

@@ -1,7 +1,8 @@
 """
 Training and inference glue around detectron2's engine: the training loop (AMP, non-finite loss
-checks, the data/model checks train_net runs first), checkpointing (the weight formats, the
-class-specific layers of fine-tuning) and the predictor behind ``tools/predict.py``.
+checks, the data/model checks train_net runs first), checkpointing (the weight formats,
+mmdetection checkpoints, the class-specific layers of fine-tuning) and the predictor behind
+``tools/predict.py``.
 """
 
 from .trainer import (
@@ -13,7 +14,12 @@ from .trainer import (
     detections_per_image,
     resolve_device,
 )
-from .checkpoint import PVTCheckpointer, TimmHubHandler, convert_to_detectron2_checkpoint
+from .checkpoint import (
+    PVTCheckpointer,
+    TimmHubHandler,
+    convert_mmdet_checkpoint,
+    convert_to_detectron2_checkpoint,
+)
 from .predictor import Predictor, find_images, predictions_to_coco, run_prediction
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "PVTCheckpointer",
     "TimmHubHandler",
     "convert_to_detectron2_checkpoint",
+    "convert_mmdet_checkpoint",
     "Predictor",
     "find_images",
     "predictions_to_coco",

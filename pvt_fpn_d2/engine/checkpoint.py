@@ -10,6 +10,9 @@ Checkpoint loading for PVT-v2 detectors.
 * fine-tuning from a checkpoint with another number of classes skips the class-specific
   layers with one summary line;
 * files are read safely (:func:`pvt_fpn_d2.modeling.weights.read_checkpoint`);
+* :func:`convert_mmdet_checkpoint` turns an mmdetection Mask R-CNN, Faster R-CNN or RetinaNet
+  checkpoint with a PVT-v2 backbone (the official COCO models) into a checkpoint of the
+  detectron2 model a config builds (the mapping: :mod:`pvt_fpn_d2.modeling.mmdet_weights`);
 * checkpoints and ``last_checkpoint`` are written atomically: a job killed while saving
   leaves the previous checkpoint and a ``last_checkpoint`` that points at a complete file.
 
@@ -22,26 +25,44 @@ import glob
 import logging
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+import torch
 from iopath.common.file_io import PathHandler, get_cache_dir
+from omegaconf import OmegaConf
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
 from ..modeling.backbone import PVTv2Backbone
 from ..utils import atomic_torch_save, atomic_write_text
+from ..modeling.mmdet_weights import (
+    MMDET_PVT_NORM_EPS,
+    MMDetCheckpointError,
+    MMDetConversion,
+    convert_mmdet_state_dict,
+    detect_mmdet_detector,
+    mmdet_backbone_to_timm,
+    model_zoo_config_name,
+    read_mmdet_checkpoint,
+)
 from ..modeling.weights import (
     TIMM_HUB_PREFIX,
     check_pickle_is_safe,
     detect_format,
     extract_state_dict,
     fetch_timm_hub_weights,
+    guess_variant,
     read_checkpoint,
     to_detectron2_state_dict,
 )
 
-__all__ = ["PVTCheckpointer", "TimmHubHandler", "convert_to_detectron2_checkpoint"]
+__all__ = [
+    "PVTCheckpointer",
+    "TimmHubHandler",
+    "convert_to_detectron2_checkpoint",
+    "convert_mmdet_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +105,93 @@ def _move_backbone(state: Dict[str, Any], prefix: Optional[str]) -> None:
     for k in [k for k in state if k.startswith(other)]:
         state[prefix + k[len(other) :]] = state.pop(k)
     logger.info(f"PVT-v2 backbone weights found under {other}*: loaded into {prefix}*")
+
+
+def _anchor_layout(anchor_generator) -> Tuple[int, int]:
+    """(sizes, aspect ratios) per location of a DefaultAnchorGenerator, from its cell anchors."""
+    cell = next(iter(anchor_generator.cell_anchors))  # order: for size: for aspect ratio
+    ratios = torch.unique(
+        torch.round((cell[:, 3] - cell[:, 1]) / (cell[:, 2] - cell[:, 0]), decimals=4)
+    )
+    return len(cell) // len(ratios), len(ratios)
+
+
+def convert_mmdet_checkpoint(
+    src: str, dst: Optional[str] = None, cfg: Optional[Any] = None
+) -> Tuple[MMDetConversion, Any]:
+    """
+    Convert an mmdetection checkpoint (Mask R-CNN, Faster R-CNN or RetinaNet with a PVT-v2
+    backbone, mmdetection 2.x or 3.x) into the detectron2 model that ``cfg`` builds, and write
+    it to ``dst`` (atomically) if given. Every parameter is filled and every checkpoint tensor
+    placed, or :class:`~pvt_fpn_d2.modeling.mmdet_weights.MMDetCheckpointError` names the keys.
+
+    Args:
+        src: the mmdetection ``.pth`` (read with ``weights_only=True``).
+        dst: the detectron2 checkpoint to write, or None.
+        cfg: a LazyConfig whose ``model`` is the target; None: this project's COCO config of the
+            checkpoint's detector and PVT-v2 variant (e.g. ``COCO/retinanet_pvt_v2_b0_fpn_1x.py``).
+
+    Returns:
+        (the conversion, the config used)
+    """
+    from detectron2.config import instantiate
+
+    sd, meta = read_mmdet_checkpoint(src)
+    config_name = ""
+    if cfg is None:
+        from ..model_zoo import get_config
+
+        backbone = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
+        detector = detect_mmdet_detector(sd)
+        variant = guess_variant(mmdet_backbone_to_timm(backbone)[0])
+        config_name = model_zoo_config_name(detector, variant)
+        logger.info(f"{src}: converting for the config {config_name}")
+        cfg = get_config(config_name)
+    node = cfg.model.get("anchor_generator") or cfg.model.get("proposal_generator", {}).get(
+        "anchor_generator"
+    )
+    if node is None:
+        raise MMDetCheckpointError(
+            "The config builds no anchor-based detector (no model.anchor_generator or "
+            "model.proposal_generator.anchor_generator): use a Mask R-CNN, Faster R-CNN or "
+            "RetinaNet config."
+        )
+    with torch.device("meta"):  # names and shapes only: no memory, no init
+        model = instantiate(cfg.model)
+    backbones = [(n, m) for n, m in model.named_modules() if isinstance(m, PVTv2Backbone)]
+    if not backbones:
+        raise MMDetCheckpointError("The config's model has no PVTv2Backbone.")
+    name, backbone = backbones[0]
+    conversion = convert_mmdet_state_dict(
+        sd,
+        model.state_dict(),
+        _anchor_layout(instantiate(node)),
+        model_variant=backbone.name,
+        backbone_prefix=f"{name}.model.",
+    )
+    conversion.config = config_name
+    # mmdetection's own PVT-v2 has LayerNorm eps 1e-6 where timm (and the official code) has 1e-5
+    eps = MMDET_PVT_NORM_EPS if conversion.backbone_naming == "mmdetection" else None
+    key = f"model.{name}.patch_and_sr_norm_eps"
+    if OmegaConf.select(cfg, key, default=None) != eps:
+        conversion.config_overrides.append(f"{key}={'null' if eps is None else eps}")
+    version = meta.get("mmdet_version") or ("3.x" if "mmengine_version" in meta else "unknown")
+    logger.info(f"{src} (mmdetection {version}): {conversion}")
+    if conversion.config_overrides:
+        logger.warning(
+            f"For mmdetection's exact numbers, run the model with {conversion.config_overrides} "
+            f"(the checkpoint's backbone is {conversion.backbone_naming}'s PVT-v2)."
+        )
+    if dst:
+        atomic_torch_save(
+            {
+                "model": conversion.state_dict,
+                "__author__": f"pvt_fpn_d2, converted from mmdetection ({src})",
+                "matching_heuristics": False,
+            },
+            dst,
+        )
+    return conversion, cfg
 
 
 class TimmHubHandler(PathHandler):

@@ -4,12 +4,14 @@ import logging
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from timm.models.pvt_v2 import Attention, OverlapPatchEmbed
 from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
-from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
+from .retinanet import LastLevelP6P7NoReLU
 from .variants import (
     PVT_V2_VARIANTS,
     STAGE_NAMES,
@@ -53,6 +55,7 @@ class PVTv2Backbone(Backbone):
         weights: str = "",
         in_chans: int = 3,
         channels_last: Optional[bool] = None,
+        patch_and_sr_norm_eps: Optional[float] = None,
     ):
         """
         Args:
@@ -78,6 +81,11 @@ class PVTv2Backbone(Backbone):
                 equal up to float rounding (~1e-5). ``None`` (default): channels-last while the
                 weights are on the CPU, the default layout on other devices (re-decided by
                 every ``.to(device)``); ``True`` / ``False`` fix the layout.
+            patch_and_sr_norm_eps: epsilon of the LayerNorms in the patch embeddings and in the
+                attention's spatial reduction. None keeps timm's 1e-5, which is the official
+                PVT-v2 code's; mmdetection's own ``PyramidVisionTransformerV2`` uses 1e-6 there,
+                so its checkpoints (converted by tools/convert_mmdet_checkpoint.py) compute
+                mmdetection's numbers with 1e-6.
         """
         super().__init__()
         out_features = list(out_features)
@@ -96,6 +104,10 @@ class PVTv2Backbone(Backbone):
         self.model = create_timm_model(name, drop_path_rate=drop_path_rate, in_chans=in_chans)
         self._out_indices = [_STAGE_NAMES.index(f) for f in out_features]
         self.model.prune_intermediate_layers(self._out_indices, prune_head=True)
+        if patch_and_sr_norm_eps is not None:
+            for m in self.model.modules():
+                if isinstance(m, (OverlapPatchEmbed, Attention)) and m.norm is not None:
+                    m.norm.eps = patch_and_sr_norm_eps
         if use_act_checkpoint:
             self.model.set_grad_checkpointing(True)
 
@@ -231,7 +243,10 @@ def build_pvt_v2_fpn_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
 
 @BACKBONE_REGISTRY.register()
 def build_pvt_v2_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
-    """PVT-v2 + FPN with outputs p3-p7; P6 is computed from C5 as in the official RetinaNet."""
+    """
+    PVT-v2 + FPN with outputs p3-p7 as in the official (mmdetection) RetinaNet: P6 is computed
+    from C5, P7 from P6 without a ReLU in between (:class:`LastLevelP6P7NoReLU`).
+    """
     bottom_up = build_pvt_v2_backbone(cfg, input_shape)
     in_channels_p6p7 = bottom_up.output_shape()["res5"].channels
     return FPN(
@@ -239,6 +254,8 @@ def build_pvt_v2_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec) -> Backbone
         in_features=cfg.MODEL.FPN.IN_FEATURES,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelP6P7(in_channels_p6p7, cfg.MODEL.FPN.OUT_CHANNELS, in_feature="res5"),
+        top_block=LastLevelP6P7NoReLU(
+            in_channels_p6p7, cfg.MODEL.FPN.OUT_CHANNELS, in_feature="res5"
+        ),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
