@@ -210,3 +210,30 @@ def test_the_onnx_predictor_checks_its_input(detectors, tmp_path):
         onnx.predict(np.zeros((96, 96, 3), np.int16))
     with pytest.raises(FileNotFoundError, match="export the model first"):
         OnnxPredictor(str(tmp_path))
+
+
+@pytest.mark.parametrize("task", ["classification", "depth"])
+def test_classifier_and_depth_onnx_match_eager(tmp_path, task):
+    from pvt_fpn_d2.data import generate_synthetic_classification, generate_synthetic_depth
+
+    if task == "classification":
+        data = generate_synthetic_classification(str(tmp_path / "d"), 3, 3, image_size=64)
+        config = "configs/Classification/classifier_pvt_v2_b0_synthetic.py"
+        overrides = [f"dataset.{s}_root={data[s]}" for s in ("train", "val")]
+        key, tolerance = "scores", 1e-5
+    else:
+        data = generate_synthetic_depth(str(tmp_path / "d"), 3, 3, image_size=64)
+        config = "configs/Depth/depth_pvt_v2_b0_synthetic.py"
+        overrides = [f"dataset.{s}_{k}={data['train' if s == 'train' else 'val'][r]}"
+                     for s in ("train", "val")
+                     for k, r in (("images", "image_root"), ("depth", "depth_root"))]  # fmt: skip
+        key, tolerance = "depth", 1e-3  # metres
+    cfg = apply_overrides(LazyConfig.load(str(REPO / config)), overrides)
+    path = tmp_path / "config.yaml"
+    LazyConfig.save(cfg, str(path))
+    cfg, checkpoint, folder = _export(tmp_path, path, task)
+    eager, onnx = Predictor(cfg, str(checkpoint)), OnnxPredictor(str(folder))
+    for image in _images():
+        a, b = eager.predict(image)[key], onnx.predict(image)[key]
+        assert a.shape == b.shape
+        assert float((a - b).abs().max()) <= tolerance

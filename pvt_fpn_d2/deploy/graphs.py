@@ -28,6 +28,8 @@ from detectron2.modeling import GeneralizedRCNN, RetinaNet, SemanticSegmentor
 from detectron2.modeling.poolers import assign_boxes_to_levels
 from detectron2.structures import ImageList
 
+from ..modeling.retinanet import ClippedRetinaNet
+
 __all__ = ["export_graph", "graph_outputs"]
 
 
@@ -163,8 +165,10 @@ class RCNNGraph(nn.Module):
 
 
 class RetinaNetGraph(nn.Module):
-    """RetinaNet for one image: boxes (R, 4) in the input image's coordinates (not clipped, as
-    detectron2's), scores (R,), classes (R,)."""
+    """RetinaNet for one image: boxes (R, 4) in the input image's coordinates, scores (R,),
+    classes (R,). As detectron2's ``RetinaNet``, boxes are clipped after NMS (by
+    ``detector_postprocess``); as :class:`~pvt_fpn_d2.modeling.ClippedRetinaNet` (the
+    official recipe), clipped and empty ones dropped before it."""
 
     def __init__(self, model: RetinaNet):
         super().__init__()
@@ -172,7 +176,7 @@ class RetinaNetGraph(nn.Module):
 
     def forward(self, image: torch.Tensor):
         m = self.model
-        x, _, _ = _pad(m, image)
+        x, h, w = _pad(m, image)
         features = m.backbone(x)
         feats = [features[f] for f in m.head_in_features]
         anchors = [a.tensor for a in m.anchor_generator(feats)]
@@ -196,6 +200,11 @@ class RetinaNetGraph(nn.Module):
             scores.append(s)
             classes.append(cls_idx)
         boxes, scores, classes = torch.cat(boxes), torch.cat(scores), torch.cat(classes)
+        if isinstance(m, ClippedRetinaNet):
+            boxes = _clip(boxes, h, w)
+            nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            (keep,) = torch.nonzero(nonempty, as_tuple=True)
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         keep = _batched_nms(boxes, scores, classes, m.test_nms_thresh)
         keep = keep[: m.max_detections_per_image]
         return boxes[keep], scores[keep], classes[keep]

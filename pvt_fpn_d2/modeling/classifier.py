@@ -90,9 +90,17 @@ class ImageClassifier(nn.Module):
     def pooled(self, images: ImageList) -> torch.Tensor:
         """(N, C) average of ``in_feature`` over each image's own area."""
         x = self.backbone(images.tensor)[self.in_feature]
-        mask = torch.zeros(x.shape[0], 1, *x.shape[-2:], device=x.device, dtype=x.dtype)
-        for i, (h, w) in enumerate(images.image_sizes):
-            mask[i, :, : -(-h // self.stride), : -(-w // self.stride)] = 1
+        rows = torch.arange(x.shape[-2], device=x.device)
+        cols = torch.arange(x.shape[-1], device=x.device)
+        s = self.stride
+        # the cells each image covers (ceil of its size / stride), without in-place writes or
+        # floor divisions of negative numbers, which ONNX's integer Div rounds the other way
+        mask = torch.stack(
+            [
+                (rows < (h + s - 1) // s)[:, None] & (cols < (w + s - 1) // s)[None]
+                for h, w in images.image_sizes
+            ]
+        )[:, None].to(x.dtype)
         return (x * mask).sum(dim=(2, 3)) / mask.sum(dim=(2, 3))
 
     def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
