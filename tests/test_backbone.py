@@ -23,10 +23,13 @@ def _loss(out):
 
 
 def _timm_reference(backbone: PVTv2Backbone) -> torch.nn.Module:
-    """timm's own model (full, with classifier) holding the backbone's weights."""
+    """timm's own model (full, with classifier) holding the backbone's weights, in the same
+    memory layout (channels-last on the CPU by default)."""
     ref = timm.create_model(backbone.name, pretrained=False)
     missing, unexpected = ref.load_state_dict(backbone.model.state_dict(), strict=False)
     assert set(missing) == {"head.weight", "head.bias"} and not unexpected
+    if backbone.channels_last:
+        ref.to(memory_format=torch.channels_last)
     return ref.eval()
 
 
