@@ -36,7 +36,16 @@ def _export(tmp, cfg_path, name):
     checkpoint = tmp / f"{name}.pth"
     torch.save({"model": instantiate(cfg.model).state_dict()}, checkpoint)
     folder = tmp / name
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    datasets, metadata = set(DatasetCatalog.list()), set(MetadataCatalog.list())
     export_onnx(cfg, str(folder), checkpoint=str(checkpoint))
+    # the export registers the config's test dataset; module fixtures outlive the test that
+    # set them up, so the names are freed here for the other test files of this worker
+    for n in set(DatasetCatalog.list()) - datasets:
+        DatasetCatalog.remove(n)
+    for n in set(MetadataCatalog.list()) - metadata:
+        MetadataCatalog.remove(n)
     return cfg, checkpoint, folder
 
 
