@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import subprocess
@@ -18,19 +19,28 @@ SHARED = REPO.parent / "shared"
 SHARED_DATASET = SHARED / "datasets" / "fruits_nuts"
 
 
+@contextlib.contextmanager
+def datasets_registered_here_removed():
+    """Remove, on exit, the dataset names registered inside the block."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    datasets, metadata = set(DatasetCatalog.list()), set(MetadataCatalog.list())
+    try:
+        yield
+    finally:
+        for name in set(DatasetCatalog.list()) - datasets:
+            DatasetCatalog.remove(name)
+        for name in set(MetadataCatalog.list()) - metadata:
+            MetadataCatalog.remove(name)
+
+
 @pytest.fixture(autouse=True)
 def _datasets_registered_by_a_test_are_removed():
     """Configs register fixed names (``coco_json_train``, ``coco_json_val``) for whatever files a
     test gives them: each test starts with the catalog as it found it, whatever ran before it in
     the same worker."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    datasets, metadata = set(DatasetCatalog.list()), set(MetadataCatalog.list())
-    yield
-    for name in set(DatasetCatalog.list()) - datasets:
-        DatasetCatalog.remove(name)
-    for name in set(MetadataCatalog.list()) - metadata:
-        MetadataCatalog.remove(name)
+    with datasets_registered_here_removed():
+        yield
 
 
 @pytest.fixture

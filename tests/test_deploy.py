@@ -14,7 +14,7 @@ from pvt_fpn_d2.config import apply_overrides
 from pvt_fpn_d2.deploy import OnnxPredictor, export_onnx, load_checkpoint_strict
 from pvt_fpn_d2.engine.predictor import Predictor
 
-from .conftest import REPO, run_tool, tiny_config
+from .conftest import REPO, datasets_registered_here_removed, run_tool, tiny_config
 
 # one worker exports each model once for all the tests here (make test: --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("deploy")
@@ -36,16 +36,10 @@ def _export(tmp, cfg_path, name):
     checkpoint = tmp / f"{name}.pth"
     torch.save({"model": instantiate(cfg.model).state_dict()}, checkpoint)
     folder = tmp / name
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    datasets, metadata = set(DatasetCatalog.list()), set(MetadataCatalog.list())
-    export_onnx(cfg, str(folder), checkpoint=str(checkpoint))
     # the export registers the config's test dataset; module fixtures outlive the test that
     # set them up, so the names are freed here for the other test files of this worker
-    for n in set(DatasetCatalog.list()) - datasets:
-        DatasetCatalog.remove(n)
-    for n in set(MetadataCatalog.list()) - metadata:
-        MetadataCatalog.remove(n)
+    with datasets_registered_here_removed():
+        export_onnx(cfg, str(folder), checkpoint=str(checkpoint))
     return cfg, checkpoint, folder
 
 
