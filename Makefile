@@ -21,7 +21,7 @@ SETUP_DEP := $(if $(filter $(VENV)/bin/python,$(PY)),setup,)
 # -rs: every skipped test with its reason (a test of ../shared/ data fails, not skips, where it
 # exists: tests/conftest.py)
 test: $(SETUP_DEP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -rs tests
+	$(PY) -m pytest -n $(TEST_WORKERS) -rs tests
 
 # the main job: synthetic data, CPU training of PVT-v2-b0 Mask R-CNN, evaluation, pictures
 demo: $(SETUP_DEP)

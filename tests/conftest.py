@@ -34,6 +34,27 @@ def datasets_registered_here_removed():
             MetadataCatalog.remove(name)
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder that ``build(folder)`` fills once per test run, shared by every xdist worker
+    (the first worker to ask builds it under a file lock, the others wait and reuse it): for
+    expensive artefacts such as ONNX exports. pytest 9 computes node ids itself, so xdist's
+    ``--dist loadgroup`` cannot keep a module's tests on one worker; this keeps each build
+    single whichever workers the tests land on."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, above popen-gw0, popen-gw1 ...
+    folder = root / f"built_once_{name}"
+    with FileLock(str(folder) + ".lock"):
+        done = folder / ".done"
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _datasets_registered_by_a_test_are_removed():
     """Configs register fixed names (``coco_json_train``, ``coco_json_val``) for whatever files a

@@ -229,6 +229,24 @@ def test_backbone_task_channels_last_against_default_layout(tmp_path):
     assert 0 < r["outputs_a_vs_b"]["max_abs_diff"] < 1e-4
 
 
+@pytest.mark.parametrize("layout", ["best", "default"])
+def test_a_comparison_gives_both_sides_the_same_settings(tmp_path, layout):
+    """Fair by construction: PVT-v2 and detectron2's ResNet in the same layout (best: both
+    channels-last, weights and input; default: both as built, PVT-v2 told channels_last=False)
+    and at the same thread count, read from the models that ran."""
+    r = _run(
+        tmp_path, "--config-file", B0, "--task", "backbone", "--compare", "detectron2:R50-FPN",
+        *TINY, "--no-flops", "--layout", layout,
+    )  # fmt: skip
+    a, b = r["models"]
+    assert (a["bottom_up"], b["bottom_up"]) == ("PVTv2Backbone", "ResNet")
+    wanted = "channels_last" if layout == "best" else "contiguous"
+    assert a["memory_format"] == b["memory_format"] == wanted
+    assert a["input_memory_format"] == b["input_memory_format"] == wanted
+    assert a["threads"] == b["threads"] == 1
+    assert r["settings"]["layout"] == layout
+
+
 def test_inference_task_compares_with_r50_and_breaks_down(tmp_path):
     r = _run(
         tmp_path,

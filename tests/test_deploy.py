@@ -14,10 +14,7 @@ from pvt_fpn_d2.config import apply_overrides
 from pvt_fpn_d2.deploy import OnnxPredictor, export_onnx, load_checkpoint_strict
 from pvt_fpn_d2.engine.predictor import Predictor
 
-from .conftest import REPO, datasets_registered_here_removed, run_tool, tiny_config
-
-# one worker exports each model once for all the tests here (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("deploy")
+from .conftest import REPO, built_once, datasets_registered_here_removed, run_tool, tiny_config
 
 # (H, W) of the test images; after the configs' test resize (short edge 96, long <= 128) they
 # are 96x128, 89x128 and 115x96: two heights that are not multiples of 32
@@ -43,21 +40,68 @@ def _export(tmp, cfg_path, name):
     return cfg, checkpoint, folder
 
 
-@pytest.fixture(scope="module")
+def _exported(folder):
+    """(config, checkpoint, export folder) of an :func:`_export` into ``folder``."""
+    name = folder.name
+    return (
+        LazyConfig.load(str(folder / name / "config.yaml")),
+        folder / f"{name}.pth",
+        folder / name,
+    )
+
+
+def _export_once(tmp_path_factory, name, make_config):
+    """``_export`` of the config ``make_config(folder)`` writes, once per test run."""
+
+    def build(folder):
+        _export(folder, make_config(folder), folder.name)
+
+    return _exported(built_once(tmp_path_factory, name, build))
+
+
+@pytest.fixture(scope="session")
 def detectors(tmp_path_factory, tiny_dataset):
-    """Mask R-CNN and RetinaNet (b0), score threshold 0 so random weights detect 100 boxes."""
-    tmp = tmp_path_factory.mktemp("deploy")
-    out = {}
-    for name, config, thresh in (
-        ("mask_rcnn", "mask_rcnn_pvt_v2_b0_fpn_coco_json.py", "model.roi_heads.box_predictor"),
-        ("retinanet", "retinanet_pvt_v2_b0_fpn_coco_json.py", "model"),
-    ):
-        (tmp / f"{name}_cfg").mkdir()
-        path = tiny_config(
-            tmp / f"{name}_cfg", tiny_dataset, config, overrides=[f"{thresh}.test_score_thresh=0.0"]
-        )
-        out[name] = _export(tmp, path, name)
-    return out
+    """Each detector family with a b0 backbone, score threshold 0 so random weights detect 100
+    boxes: Mask R-CNN, Faster R-CNN and RetinaNet fine-tuning configs on the tiny dataset, and
+    the COCO Cascade Mask R-CNN config (80 classes) with the test resize of the others. Exported
+    once per test run, whichever worker asks first."""
+
+    def finetune(config, thresh):
+        def make(folder):
+            return tiny_config(
+                folder, tiny_dataset, config, overrides=[f"{thresh}.test_score_thresh=0.0"]
+            )
+
+        return make
+
+    def cascade(folder):
+        cfg = LazyConfig.load(str(REPO / "configs/COCO/cascade_mask_rcnn_pvt_v2_b2_fpn_3x.py"))
+        cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
+        for predictor in cfg.model.roi_heads.box_predictors:
+            predictor.test_score_thresh = 0.0
+        resize = cfg.dataloader.test.mapper.augmentations[0]
+        resize.short_edge_length, resize.max_size = 96, 128
+        path = folder / "cascade.yaml"
+        LazyConfig.save(cfg, str(path))
+        return path
+
+    makers = {
+        "mask_rcnn": finetune(
+            "mask_rcnn_pvt_v2_b0_fpn_coco_json.py", "model.roi_heads.box_predictor"
+        ),
+        "faster_rcnn": finetune(
+            "faster_rcnn_pvt_v2_b0_fpn_coco_json.py", "model.roi_heads.box_predictor"
+        ),
+        "retinanet": finetune("retinanet_pvt_v2_b0_fpn_coco_json.py", "model"),
+        "cascade": cascade,
+    }
+
+    class Exports(dict):  # exported when a test first asks for one
+        def __missing__(self, name):
+            self[name] = _export_once(tmp_path_factory, name, makers[name])
+            return self[name]
+
+    return Exports()
 
 
 def assert_same_instances(a, b):
@@ -75,18 +119,22 @@ def assert_same_instances(a, b):
     if a.has("pred_masks"):
         ma, mb = a.pred_masks, b.pred_masks[match]
         inter = (ma & mb).flatten(1).sum(1).float()
-        union = (ma | mb).flatten(1).sum(1).float().clamp(min=1)
-        assert float((inter / union).min()) >= 0.99
+        union = (ma | mb).flatten(1).sum(1).float()
+        iou = torch.where(union > 0, inter / union.clamp(min=1), 1.0)  # both empty: the same
+        assert float(iou.min()) >= 0.99
     return float(best.max())
 
 
-@pytest.mark.parametrize("name", ["mask_rcnn", "retinanet"])
+@pytest.mark.parametrize("name", ["mask_rcnn", "faster_rcnn", "retinanet", "cascade"])
 def test_detector_onnx_matches_eager_at_three_sizes(detectors, name):
     cfg, checkpoint, folder = detectors[name]
     spec = json.loads((folder / "export.json").read_text())
     assert spec["outputs"][:3] == ["boxes", "scores", "classes"]
-    assert ("masks" in spec["outputs"]) is (name == "mask_rcnn")
-    assert spec["classes"] == ["circle", "triangle", "square"]
+    assert ("masks" in spec["outputs"]) is (name in ("mask_rcnn", "cascade"))
+    if name == "cascade":  # COCO's
+        assert len(spec["classes"]) == 80 and spec["classes"][0] == "person"
+    else:
+        assert spec["classes"] == ["circle", "triangle", "square"]
     assert spec["input"]["shape"] == [3, "height", "width"] and spec["outside_the_graph"]
     eager = Predictor(cfg, str(checkpoint))
     onnx = OnnxPredictor(str(folder))  # the config and classes saved beside the model
@@ -95,6 +143,42 @@ def test_detector_onnx_matches_eager_at_three_sizes(detectors, name):
         a, b = eager.predict(image)["instances"], onnx.predict(image)["instances"]
         assert a.image_size == b.image_size == image.shape[:2]
         assert_same_instances(a, b)
+
+
+def test_detector_onnx_matches_eager_on_real_photos(detectors, fruits_nuts):
+    """The Mask R-CNN file (exported at 96x128) on fruits_nuts' photos, resized to a short edge
+    of 320 for both sides: real images, larger than the export's sample, through the same
+    file."""
+    from detectron2.data.detection_utils import read_image
+
+    cfg, checkpoint, folder = detectors["mask_rcnn"]
+    cfg = LazyConfig.load(str(folder / "config.yaml"))
+    resize = cfg.dataloader.test.mapper.augmentations[0]
+    resize.short_edge_length, resize.max_size = 320, 480
+    eager, onnx = Predictor(cfg, str(checkpoint)), OnnxPredictor(str(folder), cfg)
+    photos = sorted((fruits_nuts / "images").iterdir())[:2]
+    assert len(photos) == 2
+    for photo in photos:
+        image = read_image(str(photo), format="RGB")
+        a, b = eager.predict(image)["instances"], onnx.predict(image)["instances"]
+        assert a.image_size == b.image_size == image.shape[:2]
+        assert_same_instances(a, b)
+
+
+def test_b2_mask_rcnn_onnx_matches_eager(tmp_path, tiny_dataset):
+    """A larger variant (PVT-v2-b2: 16 blocks against b0's 8) through the same export."""
+    path = tiny_config(
+        tmp_path,
+        tiny_dataset,
+        overrides=[
+            "model.roi_heads.box_predictor.test_score_thresh=0.0",
+            "model.backbone.bottom_up.name=pvt_v2_b2",
+        ],
+    )
+    cfg, checkpoint, folder = _export(tmp_path, path, "b2")
+    eager, onnx = Predictor(cfg, str(checkpoint)), OnnxPredictor(str(folder))
+    for image in _images(seed=3):
+        assert_same_instances(eager.predict(image)["instances"], onnx.predict(image)["instances"])
 
 
 def test_predict_py_with_the_onnx_model_writes_the_eager_predictions(detectors, tmp_path):
@@ -130,24 +214,26 @@ def test_predict_py_with_the_onnx_model_writes_the_eager_predictions(detectors, 
             assert d and min(d) <= 0.5
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def semantic(tmp_path_factory):
     from pvt_fpn_d2.data import generate_synthetic_coco
 
-    tmp = tmp_path_factory.mktemp("deploy_sem")
-    data = generate_synthetic_coco(str(tmp / "data"), num_train=2, num_val=2, image_size=96)
-    cfg = LazyConfig.load(str(REPO / "configs/SemSeg/pvt_v2_b0_fpn_concat_synthetic.py"))
-    cfg = apply_overrides(
-        cfg,
-        [
-            f"dataset.{split}_{kind}={data[s][key]}"
-            for split, s in (("train", "train"), ("val", "val"))
-            for kind, key in (("images", "image_root"), ("labels", "sem_seg_root"))
-        ],
-    )
-    path = tmp / "config.yaml"
-    LazyConfig.save(cfg, str(path))
-    return _export(tmp, path, "concat")
+    def make(folder):
+        data = generate_synthetic_coco(str(folder / "data"), num_train=2, num_val=2, image_size=96)
+        cfg = LazyConfig.load(str(REPO / "configs/SemSeg/pvt_v2_b0_fpn_concat_synthetic.py"))
+        cfg = apply_overrides(
+            cfg,
+            [
+                f"dataset.{split}_{kind}={data[s][key]}"
+                for split, s in (("train", "train"), ("val", "val"))
+                for kind, key in (("images", "image_root"), ("labels", "sem_seg_root"))
+            ],
+        )
+        path = folder / "config.yaml"
+        LazyConfig.save(cfg, str(path))
+        return path
+
+    return _export_once(tmp_path_factory, "concat", make)
 
 
 def test_semantic_onnx_logits_match_eager(semantic):
@@ -172,12 +258,20 @@ def test_a_checkpoint_of_another_model_is_refused_before_export(detectors, tmp_p
 
 
 def test_unsupported_models_are_named(detectors, tmp_path):
-    cfg = LazyConfig.load(str(REPO / "configs/COCO/cascade_mask_rcnn_pvt_v2_b2_fpn_3x.py"))
-    cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
+    cfg, _, _ = detectors["mask_rcnn"]
+    from detectron2.modeling.roi_heads import ROIHeads
+
     from pvt_fpn_d2.deploy import export_graph
 
-    with pytest.raises(TypeError, match="CascadeROIHeads"):
-        export_graph(instantiate(cfg.model).eval())
+    class OtherROIHeads(ROIHeads):  # neither StandardROIHeads nor CascadeROIHeads
+        pass
+
+    model = instantiate(cfg.model).eval()
+    heads = OtherROIHeads.__new__(OtherROIHeads)
+    torch.nn.Module.__init__(heads)
+    model.roi_heads = heads
+    with pytest.raises(TypeError, match="this model's ROI heads are OtherROIHeads"):
+        export_graph(model)
     with pytest.raises(TypeError, match="No export for Linear"):
         export_graph(torch.nn.Linear(2, 2))
 
@@ -240,3 +334,24 @@ def test_classifier_and_depth_onnx_match_eager(tmp_path, task):
         a, b = eager.predict(image)[key], onnx.predict(image)[key]
         assert a.shape == b.shape
         assert float((a - b).abs().max()) <= tolerance
+
+
+def test_benchmark_export_task_measures_the_exported_file(detectors, tmp_path):
+    """tools/benchmark.py --task export --onnx DIR: the file against its eager model (the
+    checkpoint named in export.json), each side's outputs matched to eager's."""
+    from .test_benchmark import _run
+
+    _, _, folder = detectors["retinanet"]
+    r = _run(tmp_path, "--task", "export", "--onnx", folder, "--image-size", "96", "128",
+             "--iters", "1", "--warmup", "0", "--threads", "1", "--profile", "3")  # fmt: skip
+    (m,) = r["export"]
+    assert m["threads"] == 1 and m["image_size"] == [96, 128]
+    assert {"eager", "eager_graph", "onnxruntime"} <= set(m["sides"])
+    for side in m["sides"].values():
+        assert side["median_ms"] > 0
+        match = side["vs_eager"]
+        assert match["detections"][0] == match["detections"][1] == 100
+        assert match["unmatched"] == 0 and match["max_box_diff_px"] <= 0.5
+        assert match["max_score_diff"] <= 1e-3
+    assert m["sides"]["eager"]["ratio_to_eager"] == 1.0
+    assert len(m["ort_profile"]) == 3 and 0 < sum(op["share"] for op in m["ort_profile"]) <= 1

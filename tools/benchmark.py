@@ -20,6 +20,12 @@ and the fast COCO evaluation. Models get random weights: nothing is downloaded.
   # a COCO json of 50000 images x 10 objects: registration, first batch, evaluator set-up, memory
   # (--other-checkout DIR: the same with another checkout's pvt_fpn_d2, e.g. an older commit)
   python tools/benchmark.py --task data
+  # the ONNX export (tools/export_model.py) run by ONNX Runtime (and OpenVINO where installed)
+  # against the eager model, same weights, image and threads; --profile N: ORT's top operators
+  python tools/benchmark.py --config-file configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py \\
+      --task export --compare configs/COCO/retinanet_pvt_v2_b0_fpn_1x.py
+  # a folder of tools/export_model.py (exported with --checkpoint) against its eager model
+  python tools/benchmark.py --task export --onnx output/demo/onnx
 
 CFG is a LazyConfig file or detectron2:R50-FPN (detectron2's model-zoo Mask R-CNN R50-FPN,
 common/models/mask_rcnn_fpn.py). With --compare, A is --config-file and B is --compare: every ratio
@@ -61,6 +67,7 @@ from benchmarks import (  # noqa: E402
     run_benchmark,
     run_data_benchmark,
     run_eval_benchmark,
+    run_export_benchmark,
 )
 
 
@@ -89,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=[800, 1333],
         metavar=("H", "W"),
         help="image size (backbone task: the tensor, padded to a multiple of 32)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=["best", "default"],
+        default="best",
+        help="best (default): every bottom-up network channels-last on the CPU, detectron2's "
+        "ResNet included; default: each as its config builds it (PVT-v2 channels_last=False)",
+    )
+    parser.add_argument(
+        "--onnx",
+        metavar="DIR",
+        default="",
+        help="--task export: measure this export folder (tools/export_model.py --checkpoint) "
+        "instead of exporting CFG with random weights",
     )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--iters", type=int, default=None, help="timed iterations")
@@ -174,6 +195,24 @@ def main(argv=None) -> dict:
                 args.seed,
             ),
         }
+    elif args.task == "export":
+        if not args.config_file and not args.onnx:
+            raise SystemExit("--task export needs --config-file or --onnx")
+        configs = [ModelSpec(args.config_file or args.onnx, list(args.opts))]
+        if args.compare:  # another model measured the same way, after the first
+            configs.append(ModelSpec(args.compare, list(args.compare_opt)))
+        size = tuple(args.image_size)
+        result = {
+            "task": "export",
+            "settings": {"iters": iters, "warmup": warmup, "image_size": list(size)},
+            "export": [
+                run_export_benchmark(
+                    m, size, iters, warmup, args.threads, args.seed, args.profile, args.onnx
+                )
+                for m in configs
+            ],
+        }
+        result["environment"] = environment_info("cpu")  # after: torch threads as measured
     else:
         if not args.config_file:
             raise SystemExit(f"--config-file is required for --task {args.task}")
@@ -197,6 +236,7 @@ def main(argv=None) -> dict:
             profile=args.profile,
             memory_iters=args.memory_iters,
             vs_timm=args.vs_timm,
+            layout=args.layout,
         )
         models = [ModelSpec(args.config_file, list(args.opts), args.act_checkpoint)]
         if args.compare:

@@ -26,6 +26,7 @@ from torch import nn
 
 from detectron2.modeling import GeneralizedRCNN, RetinaNet, SemanticSegmentor
 from detectron2.modeling.poolers import assign_boxes_to_levels
+from detectron2.modeling.roi_heads import CascadeROIHeads, StandardROIHeads
 from detectron2.structures import ImageList
 
 from ..modeling.retinanet import ClippedRetinaNet
@@ -124,17 +125,27 @@ class RCNNGraph(nn.Module):
         keep = _batched_nms(boxes, scores, levels, rpn.nms_thresh)[: rpn.post_nms_topk[False]]
         return boxes[keep]
 
-    def _detections(self, features, proposals: torch.Tensor, h, w):
+    def _stage(self, feats, proposals: torch.Tensor, box_head, predictor):
+        """One box head on the proposals: class probabilities (R, K+1) and boxes (R, 4 * #reg)
+        in the image's coordinates, not clipped."""
         heads = self.model.roi_heads
-        predictor = heads.box_predictor
-        feats = [features[f] for f in heads.box_in_features]
-        x = heads.box_head(_roi_pool(heads.box_pooler, feats, proposals))
-        logits, deltas = predictor(x)
+        logits, deltas = predictor(box_head(_roi_pool(heads.box_pooler, feats, proposals)))
         if getattr(predictor, "use_sigmoid_ce", False):
             probs = logits.sigmoid()
         else:
             probs = F.softmax(logits, dim=-1)
-        boxes = predictor.box2box_transform.apply_deltas(deltas, proposals)
+        return probs, predictor.box2box_transform.apply_deltas(deltas, proposals)
+
+    def _boxes_and_probs(self, features, proposals: torch.Tensor, h, w):
+        """The ROI heads' final box probabilities and boxes, as StandardROIHeads computes them
+        (one stage); predictor that chooses the detections."""
+        heads = self.model.roi_heads
+        feats = [features[f] for f in heads.box_in_features]
+        probs, boxes = self._stage(feats, proposals, heads.box_head, heads.box_predictor)
+        return probs, boxes, heads.box_predictor
+
+    def _detections(self, features, proposals: torch.Tensor, h, w):
+        probs, boxes, predictor = self._boxes_and_probs(features, proposals, h, w)
         scores = probs[:, :-1]  # the last column is the background
         num_reg = boxes.shape[1] // 4
         boxes = _clip(boxes.reshape(-1, num_reg, 4), h, w)
@@ -162,6 +173,25 @@ class RCNNGraph(nn.Module):
         else:
             masks = logits[torch.arange(logits.shape[0]), classes][:, None].sigmoid()
         return boxes, scores, classes, masks
+
+
+class CascadeRCNNGraph(RCNNGraph):
+    """Cascade R-CNN (``GeneralizedRCNN`` with ``CascadeROIHeads``) for one image, with the
+    outputs of :class:`RCNNGraph`. As detectron2's ``CascadeROIHeads`` at inference: each stage
+    refines the previous stage's boxes (clipped, empty ones kept so that the stages' scores
+    stay aligned), the class probabilities are the mean over the stages and the boxes are the
+    last stage's."""
+
+    def _boxes_and_probs(self, features, proposals: torch.Tensor, h, w):
+        heads = self.model.roi_heads
+        feats = [features[f] for f in heads.box_in_features]
+        probs, boxes = [], proposals
+        for k in range(heads.num_cascade_stages):
+            if k > 0:  # the previous stage's class-agnostic boxes (R, 4), clipped
+                proposals = _clip(boxes, h, w)
+            p, boxes = self._stage(feats, proposals, heads.box_head[k], heads.box_predictor[k])
+            probs.append(p)
+        return sum(probs) * (1.0 / len(probs)), boxes, heads.box_predictor[-1]
 
 
 class RetinaNetGraph(nn.Module):
@@ -269,10 +299,13 @@ def export_graph(model: nn.Module) -> nn.Module:
         if isinstance(model, arch):
             if arch is GeneralizedRCNN:
                 heads = getattr(model, "roi_heads", None)
-                if type(heads).__name__ != "StandardROIHeads":
+                if isinstance(heads, CascadeROIHeads):
+                    graph = CascadeRCNNGraph
+                elif not isinstance(heads, StandardROIHeads):
                     raise TypeError(
                         f"Export supports GeneralizedRCNN with StandardROIHeads (Faster / Mask "
-                        f"R-CNN); this model's ROI heads are {type(heads).__name__}."
+                        f"R-CNN) or CascadeROIHeads; this model's ROI heads are "
+                        f"{type(heads).__name__}."
                     )
                 if getattr(heads, "keypoint_on", False):
                     raise TypeError("Export does not support keypoint heads.")

@@ -9,6 +9,7 @@ the fast COCO evaluation.
 * ``runner``: the child processes and the comparison of two models;
 * ``coco_eval``: pycocotools against faster-coco-eval;
 * ``data``: a large COCO json from registration to the first batch and the evaluator;
+* ``export``: the ONNX export run by ONNX Runtime / OpenVINO against the eager model;
 * ``report``: the text report.
 
 Tasks:
@@ -48,6 +49,7 @@ from .measure import ComponentTimer, PeakMemory, latency_stats, pair_ratio_stats
 from .runner import run_benchmark
 from .coco_eval import run_eval_benchmark, synthetic_coco_eval_data
 from .data import make_large_coco, run_data_benchmark
+from .export import format_export_report, run_export_benchmark
 from .report import format_report
 
 __all__ = [
@@ -70,5 +72,7 @@ __all__ = [
     "synthetic_coco_eval_data",
     "make_large_coco",
     "run_data_benchmark",
+    "run_export_benchmark",
+    "format_export_report",
     "format_report",
 ]

@@ -29,6 +29,10 @@ def format_report(result: Dict[str, Any]) -> str:
         + (f" -> {env['load_average_1min_end']}" if "load_average_1min_end" in env else "")
     )
     task = result["task"]
+    if task == "export":
+        from .export import format_export_report
+
+        return "\n".join(lines + format_export_report(result["export"]))
     if task == "eval":
         e = result["eval"]
         lines.append(
@@ -74,6 +78,7 @@ def format_report(result: Dict[str, Any]) -> str:
     size = f"{h}x{w}" + (f" (tensor padded to {ph}x{pw})" if task == "backbone" else "")
     lines.append(
         f"task {task}: image {size}, batch {s['batch_size']}, amp {s['amp'] or 'off (fp32)'}, "
+        f"layout {s.get('layout', 'best')}, "
         f"{s['iters']} iterations after {s['warmup']} warm-up"
     )
     models = result["models"]
@@ -112,6 +117,10 @@ def format_report(result: Dict[str, Any]) -> str:
     )
     row("GFLOPs (per image)", [m.get("gflops") for m in models], cmp.get("gflops_ratio"))
     row("params (M)", [m.get("params_m") for m in models], cmp.get("params_ratio"), 2)
+    row("bottom-up weights", [m.get("memory_format") for m in models])
+    if "input_memory_format" in models[0]:
+        row("input tensor", [m.get("input_memory_format") for m in models])
+    row("torch threads", [m.get("threads") for m in models])
     if two:
         lines.append(
             f"A/B latency: median of per-iteration ratios {lat['median_of_ratios']:.3f} "

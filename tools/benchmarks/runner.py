@@ -77,6 +77,9 @@ class _Runner:
         }
         bottom_up = self.model if task == "backbone" else self.model.backbone.bottom_up
         self.info["bottom_up"] = type(bottom_up).__name__
+        self.memory_format = _apply_layout(bottom_up, settings)
+        self.info["memory_format"] = _memory_format(bottom_up)
+        self.info["threads"] = torch.get_num_threads()
         if isinstance(bottom_up, PVTv2Backbone):
             attn = attention_modules(bottom_up)
             self.info["timm_variant"] = bottom_up.name
@@ -91,6 +94,8 @@ class _Runner:
             h, w = padded_size(settings.image_size)
             g = torch.Generator().manual_seed(settings.seed)
             self.inputs = torch.randn(settings.batch_size, 3, h, w, generator=g).to(device)
+            self.inputs = self.inputs.contiguous(memory_format=self.memory_format)
+            self.info["input_memory_format"] = _format_name(self.inputs)
             self.step = self._backbone_step
         elif task == "inference":
             self.inputs = make_inference_batch(
@@ -195,6 +200,48 @@ class _Runner:
             out = count_flops(self.model.backbone.bottom_up, (x,), detectron2_model=False)
             out["flops_scope"] = f"backbone.bottom_up only (whole model failed: {e})"
             return out
+
+
+def _format_name(t) -> str:
+    import torch
+
+    if (
+        t.dim() == 4
+        and t.is_contiguous(memory_format=torch.channels_last)
+        and not (t.is_contiguous())
+    ):
+        return "channels_last"
+    return "contiguous"
+
+
+def _memory_format(bottom_up) -> str:
+    """The memory format of the bottom-up network's convolution weights (of the first one)."""
+    import torch
+
+    for m in bottom_up.modules():
+        if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1:
+            return _format_name(m.weight)
+    return "contiguous"
+
+
+def _apply_layout(bottom_up, settings: BenchmarkSettings):
+    """Put the bottom-up network in the layout ``settings.layout`` asks for (see
+    :class:`BenchmarkSettings`); the memory format its input should take."""
+    import torch
+
+    from pvt_fpn_d2.modeling.backbone import PVTv2Backbone
+
+    if settings.device != "cpu":
+        return torch.contiguous_format  # channels-last is a CPU choice here
+    if isinstance(bottom_up, PVTv2Backbone):
+        if settings.layout == "default" and bottom_up._channels_last_setting is None:
+            bottom_up._channels_last_setting = False  # an explicit override still wins
+            bottom_up._apply_layout()
+        return torch.channels_last if bottom_up.channels_last else torch.contiguous_format
+    if settings.layout == "best":
+        bottom_up.to(memory_format=torch.channels_last)
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _timm_reference(backbone, device: str):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
 R50_FPN = "detectron2:R50-FPN"
-TASKS = ("backbone", "inference", "train", "eval", "data")
+TASKS = ("backbone", "inference", "train", "eval", "data", "export")
 # per task: (iterations, warm-up iterations) when not given
 DEFAULT_ITERS = {
     "backbone": (10, 2),
@@ -16,6 +16,7 @@ DEFAULT_ITERS = {
     "train": (5, 1),
     "eval": (1, 0),
     "data": (1, 0),
+    "export": (5, 1),
 }
 # a training image gets this many random boxes + masks when not given (eval: instances per image)
 DEFAULT_INSTANCES = {"train": 5, "eval": 20, "data": 10}
@@ -53,10 +54,16 @@ class BenchmarkSettings:
     profile: int = 0  # print the N most expensive operators (torch.profiler), 0: no profile
     memory_iters: int = 2
     vs_timm: bool = False
+    # "best": every bottom-up network at its best known layout on the CPU (channels-last
+    # weights and, for the backbone task, input: PVT-v2's default, applied to detectron2's
+    # ResNet too); "default": each as its config builds it (PVT-v2 channels_last=False)
+    layout: str = "best"
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.layout not in ("best", "default"):
+            raise ValueError(f"layout must be 'best' or 'default', got {self.layout!r}")
         if self.amp not in ("", "fp16", "bf16"):
             raise ValueError(f"amp must be 'fp16', 'bf16' or empty, got {self.amp!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
