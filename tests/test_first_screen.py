@@ -2,6 +2,7 @@
 more workers than the machine has, and options typed after the key=value overrides count."""
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ from detectron2.engine import default_argument_parser
 
 from pvt_fpn_d2.cli import parse_args
 
-from .conftest import REPO, metrics, tiny_config
+from .conftest import REPO, built_once, metrics, tiny_config
 
 # a Python warning ("path:line: UserWarning: ...", "ResourceWarning: unclosed ...") or a
 # glog-style warning/error line of torch's loggers ("W1202 02:46:07.799000 3713 path:183] ...")
@@ -87,20 +88,28 @@ def test_default_workers_fit_the_machine(config):
         assert type(workers) is int and workers == min(4, available_cpus()), (split, workers)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def first_run(tmp_path_factory, tiny_dataset):
     """2 CPU iterations and an evaluation of the tiny config, with the config's default
-    number of data-loader workers (the tiny config has 0)."""
-    tmp_path = tmp_path_factory.mktemp("first_screen")
-    config = tiny_config(tmp_path, tiny_dataset, max_iter=2, eval_period=2)
-    default = LazyConfig.load(str(REPO / "configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py"))
-    r = run_train_net(
-        "--config-file",
-        config,
-        f"dataloader.train.num_workers={default.dataloader.train.num_workers}",
-        f"dataloader.test.num_workers={default.dataloader.test.num_workers}",
-    )
-    return config, tmp_path / "out", r
+    number of data-loader workers (the tiny config has 0); run once for all workers."""
+
+    def build(folder):
+        config = tiny_config(folder, tiny_dataset, max_iter=2, eval_period=2)
+        default = LazyConfig.load(
+            str(REPO / "configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py")
+        )
+        r = run_train_net(
+            "--config-file",
+            config,
+            f"dataloader.train.num_workers={default.dataloader.train.num_workers}",
+            f"dataloader.test.num_workers={default.dataloader.test.num_workers}",
+        )
+        run = {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+        (folder / "run.json").write_text(json.dumps(run))
+
+    folder = built_once(tmp_path_factory, "first_screen", build)
+    r = argparse.Namespace(**json.loads((folder / "run.json").read_text()))
+    return folder / "config.yaml", folder / "out", r
 
 
 def test_training_prints_no_third_party_warnings(first_run):

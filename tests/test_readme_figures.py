@@ -42,6 +42,13 @@ THREADS = ["--threads", "2"]
 
 
 N = r"(\d+(?:\.\d+)?)"  # a number
+#: rows of the export speed table: figure name -> the row's title
+EXPORT_ROWS = {
+    "mask_rcnn_b0": "Mask R-CNN b0",
+    "mask_rcnn_b2": "Mask R-CNN b2",
+    "retinanet_b0": "RetinaNet b0",
+    "retinanet_b2": "RetinaNet b2",
+}
 ROW4 = r" \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \|"
 #: Where each figure is in the README's text (one match each; a line break is \s+).
 FIGURES = {
@@ -58,6 +65,10 @@ FIGURES = {
     "proposal generator": r"\| proposal generator" + ROW4,
     "ROI heads": r"\| ROI heads" + ROW4,
     "total": r"\| total \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|",
+    **{
+        f"export_{name}": rf"\| {title} \| {N} s \| {N}x \| {N}x \|"
+        for name, title in EXPORT_ROWS.items()
+    },
     "whole_ratio": rf"\*\*latency ratio to R50\*\* \| \*\*{N}x\*\* \| \| \*\*{N}x\*\*",
     "whole_b2_default": rf"whole-model ratio of b2 is {N}x \(bottom-up (\d+)% of its time\)",
     "act_checkpoint": r"peak memory \(process RSS\)\s+(\d+) MB -> (\d+) MB \(-([\d.]+)%\) for "
@@ -217,7 +228,9 @@ def test_backbone_against_r50(variant):
     """The backbone table: `--task backbone --compare detectron2:R50-FPN`, default layout and
     channels-last (b0: about 4 min, b2: about 10 min)."""
     gflops, gflops_x, default_x, cl_x, cl_ms, r50_ms = readme(f"backbone_{variant}")
+    # the table's settings: R50 in its default layout (README: not yet the fair comparison)
     compare = ["--task", "backbone", "--compare", "detectron2:R50-FPN", *THREADS]
+    compare += ["--layout", "default"]
     default = benchmark("--config-file", CONFIGS[variant], *compare, CL + "False")
     fast = benchmark("--config-file", CONFIGS[variant], *compare, "--no-flops", CL + "True")
     f = Figures()
@@ -276,7 +289,7 @@ def test_whole_model_against_r50(variant):
     rows.update({"ROI heads": "roi_heads"})
     run = benchmark(
         "--config-file", CONFIGS[variant], "--task", "inference", "--compare",
-        "detectron2:R50-FPN", "--no-flops", *THREADS, CL + "True",
+        "detectron2:R50-FPN", "--no-flops", *THREADS, CL + "True", "--layout", "default",
     )  # fmt: skip
     f = Figures()
     for title, key in rows.items():
@@ -301,7 +314,7 @@ def test_whole_model_against_r50(variant):
         ratio, share = readme("whole_b2_default")
         default = benchmark(
             "--config-file", B2, "--task", "inference", "--compare", "detectron2:R50-FPN",
-            "--no-flops", *THREADS,
+            "--no-flops", *THREADS, "--layout", "default",
         )  # fmt: skip
         f.close(
             "default layout: latency ratio",
@@ -310,6 +323,23 @@ def test_whole_model_against_r50(variant):
         )
         bottom_up = default["models"][0]["components"]["bottom_up"]["share"]
         f.close("default layout: bottom-up share %", 100 * bottom_up, share)
+    f.check()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("name", EXPORT_ROWS)
+def test_export_speed(name):
+    """A row of the export table: `--task export` (b0: about 6 min, b2: about 15 min)."""
+    eager_s, ort_x, openvino_x = readme(f"export_{name}")
+    family, variant = name.rsplit("_", 1)
+    config = f"configs/COCO/{family}_pvt_v2_{variant}_fpn_1x.py"
+    r = benchmark("--config-file", config, "--task", "export", "--iters", "3", *THREADS)
+    (m,) = r["export"]
+    f = Figures()
+    f.close("eager s", m["sides"]["eager"]["median_ms"] / 1000, eager_s)
+    f.close("ONNX Runtime / eager", m["sides"]["onnxruntime"]["ratio_to_eager"], ort_x)
+    if "openvino" in m["sides"]:
+        f.close("OpenVINO / eager", m["sides"]["openvino"]["ratio_to_eager"], openvino_x)
     f.check()
 
 
