@@ -137,8 +137,8 @@ class RCNNGraph(nn.Module):
         return probs, predictor.box2box_transform.apply_deltas(deltas, proposals)
 
     def _boxes_and_probs(self, features, proposals: torch.Tensor, h, w):
-        """The ROI heads' final box probabilities and boxes, as StandardROIHeads computes them
-        (one stage); predictor that chooses the detections."""
+        """The ROI heads' final class probabilities and boxes, as StandardROIHeads computes them
+        (one stage), and the predictor whose thresholds choose the detections."""
         heads = self.model.roi_heads
         feats = [features[f] for f in heads.box_in_features]
         probs, boxes = self._stage(feats, proposals, heads.box_head, heads.box_predictor)
