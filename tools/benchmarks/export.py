@@ -64,7 +64,7 @@ def _outputs(names, values) -> Dict[str, np.ndarray]:
 
 
 def _eager_outputs(model, image) -> List[Any]:
-    """The eager model's detections as the graph's outputs (boxes, scores, classes[, masks])."""
+    """The eager model's detections as the graph's first outputs: boxes, scores, classes."""
     inputs = [{"image": image}]
     if hasattr(model, "roi_heads"):  # R-CNNs: without pasting the masks into the image
         inst = model.inference(inputs, do_postprocess=False)[0]
@@ -88,7 +88,8 @@ def _ort_profile(
     session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
     session.run(None, {"image": image})
     session.run(None, {"image": image})  # the second run is the profiled steady state
-    trace = json.load(open(session.end_profiling()))
+    with open(session.end_profiling()) as f:
+        trace = json.load(f)
     runs = [e for e in trace if e.get("name") == "model_run"]
     start = runs[-1]["ts"] if runs else 0
     per_op: Dict[str, float] = {}
