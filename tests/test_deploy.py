@@ -297,6 +297,16 @@ def test_the_onnx_predictor_checks_its_input(detectors, tmp_path):
         OnnxPredictor(str(tmp_path))
 
 
+def test_the_onnx_predictor_uses_as_many_threads_as_torch(detectors, monkeypatch):
+    """ONNX Runtime's own default (a spinning thread per core) ignores OMP_NUM_THREADS and the
+    eager side's torch threads; the predictor follows torch unless told otherwise."""
+    _, _, folder = detectors["retinanet"]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    threads = lambda p: p.session.get_session_options().intra_op_num_threads  # noqa: E731
+    assert threads(OnnxPredictor(str(folder))) == 3
+    assert threads(OnnxPredictor(str(folder), threads=2)) == 2
+
+
 @pytest.mark.parametrize("task", ["classification", "depth"])
 def test_classifier_and_depth_onnx_match_eager(tmp_path, task):
     from pvt_fpn_d2.data import generate_synthetic_classification, generate_synthetic_depth

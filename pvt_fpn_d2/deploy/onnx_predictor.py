@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -30,10 +30,13 @@ class OnnxPredictor(Predictor):
         model: the export folder or its ``model.onnx``.
         cfg: the config (class names from its test dataset, as :class:`Predictor`); default: the
             one saved beside the model, with the class names of ``export.json``.
-        threads: ONNX Runtime's intra-op threads (0: its default, one per core).
+        threads: ONNX Runtime's intra-op threads; default: as many as PyTorch uses
+            (``torch.get_num_threads()``, which follows ``OMP_NUM_THREADS``), so that the eager
+            and exported models run alike and a process limited to N threads stays within them
+            (ONNX Runtime's own default, one busy-waiting thread per core, ignores that limit).
     """
 
-    def __init__(self, model: str, cfg=None, threads: int = 0):
+    def __init__(self, model: str, cfg=None, threads: Optional[int] = None):
         import onnxruntime as ort
 
         folder = model if os.path.isdir(model) else os.path.dirname(os.path.abspath(model))
@@ -48,7 +51,7 @@ class OnnxPredictor(Predictor):
         with open(spec_file) as f:
             self.spec = json.load(f)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
         self.session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
         self.cfg = (
             cfg if cfg is not None else LazyConfig.load(os.path.join(folder, self.spec["config"]))
