@@ -391,3 +391,52 @@ def test_data_task_measures_a_generated_coco_json(tmp_path):
         assert d[side]["package"] == str(REPO / "pvt_fpn_d2/__init__.py")
         assert d[side]["start_to_first_batch_s"] >= d[side]["register_s"] > 0
         assert d[side]["peak_rss_mb"] > 100  # torch alone is more
+
+
+def _gpu_report_tool():
+    spec = importlib.util.spec_from_file_location("gpu_report", REPO / "tools/gpu_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_report_runs_end_to_end_on_the_cpu(tmp_path):
+    """tools/gpu_report.py, the one-run GPU figures, with tiny settings on the CPU: every
+    figure of the table, each from the benchmark run it names, both sides measured alike."""
+    out = tmp_path / "report"
+    r = _gpu_report_tool().main(["--device", "cpu", "--variants", "b0", "--iters", "1",
+                                 "--warmup", "0", "--image-size", "64", "96", "--threads", "1",
+                                 "--out", str(out)])  # fmt: skip
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["rows"] == r["rows"]
+    latency = [(x["what"], x["precision"]) for x in r["rows"] if x["what"] != "train"]
+    assert latency == [("backbone", "fp32"), ("backbone", "bf16"),
+                       ("inference", "fp32"), ("inference", "bf16")]  # fmt: skip
+    for row in r["rows"]:
+        if row["what"] == "train":
+            continue
+        name = f"{row['what']}_b0_{row['precision']}"
+        figures = json.loads((out / "figures" / f"{name}.json").read_text())
+        a, b = figures["models"]
+        assert (a["bottom_up"], b["bottom_up"]) == ("PVTv2Backbone", "ResNet")
+        assert a["threads"] == b["threads"] == 1  # the same settings for both sides
+        assert figures["settings"]["amp"] == ("" if row["precision"] == "fp32" else "bf16")
+        # one iteration: the median of ratios is the ratio of the two latencies
+        assert row["ratio"] == pytest.approx(row["pvt_ms"] / row["r50_ms"], rel=1e-9)
+        assert (out / "logs" / f"{name}.txt").read_text().startswith("tools/benchmark.py ")
+    train = [x for x in r["rows"] if x["what"] == "train"]
+    assert [x["act_checkpoint"] for x in train] == [True, False]
+    # the same model and batch with and without recomputation: the same first-step loss
+    assert train[0]["first_step_total_loss"] == pytest.approx(train[1]["first_step_total_loss"])
+    assert all(x["images_per_s"] > 0 and x["peak_mb"] > 0 for x in train)
+    table = (out / "report.md").read_text()
+    for row in r["rows"]:
+        if row["what"] != "train":
+            assert f"| {row['precision']} | {row['pvt_ms']:.1f} | {row['r50_ms']:.1f} |" in table
+    assert table.count("| pvt_v2_b0 | on |") == table.count("| pvt_v2_b0 | off |") == 1
+
+
+def test_gpu_report_without_a_gpu_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="torch sees no CUDA device.*--device cpu"):
+        _gpu_report_tool().main(["--out", str(tmp_path)])
