@@ -384,7 +384,7 @@ def test_fp16_and_bf16_on_the_cpu(tmp_path, tiny_dataset):
 
 @pytest.mark.benchmark
 def test_make_demo(tmp_path):
-    """`make demo`, the whole of it, into a temporary folder (about 10 min)."""
+    """`make demo`, the whole of it, into a temporary folder (about 5 min here)."""
     minutes, seconds = readme("demo_wall")
     iters, train_min, train_s, per_iter, eval_s = readme("demo_steps")
     out = tmp_path / "demo"
