@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -133,6 +134,15 @@ def tiny_config(
     path = tmp_path / "config.yaml"
     LazyConfig.save(cfg, str(path))
     return path
+
+
+def load_script(path: str, name: str):
+    """A script of the checkout (``train_net.py``, ``tools/<tool>.py``) imported as a module
+    named ``name``, to call its functions in this process."""
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_train_net(*args, timeout=600, check=True):

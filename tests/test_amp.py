@@ -1,7 +1,6 @@
 """Mixed precision through the whole detector, for training and evaluation, the fp16 grad
 scaler and gradient clipping (#5)."""
 
-import importlib.util
 import json
 import math
 
@@ -14,14 +13,11 @@ from detectron2.utils.events import EventStorage
 from pvt_fpn_d2 import PVTCheckpointer
 from pvt_fpn_d2.engine import Trainer
 
-from .conftest import REPO, make_batch, metrics, run_train_net, tiny_config
+from .conftest import REPO, load_script, make_batch, metrics, run_train_net, tiny_config
 
 
 def _train_net():
-    spec = importlib.util.spec_from_file_location("train_net", REPO / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_net.py", "train_net")
 
 
 def _b0_detector(num_classes=3, masks=True):

@@ -1,7 +1,6 @@
 """tools/benchmark.py: every task on tiny inputs, exactness checks, fused attention (issue
 "Benchmarks and speed"). Tiny sizes and 1-2 iterations: these check the tool, not the speed."""
 
-import importlib.util
 import json
 import math
 import os
@@ -20,7 +19,7 @@ from benchmarks import (
 )
 from benchmarks.runner import _max_abs_diff, _timm_reference
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 
 B0 = str(REPO / "configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py")
 TINY = ["--image-size", "64", "96", "--iters", "2", "--warmup", "1", "--threads", "1"]
@@ -40,10 +39,7 @@ MODEL_KEYS = {
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools/benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/benchmark.py", "benchmark_tool")
 
 
 def _run(tmp_path, *args):
@@ -394,10 +390,7 @@ def test_data_task_measures_a_generated_coco_json(tmp_path):
 
 
 def _gpu_report_tool():
-    spec = importlib.util.spec_from_file_location("gpu_report", REPO / "tools/gpu_report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/gpu_report.py", "gpu_report")
 
 
 def test_gpu_report_runs_end_to_end_on_the_cpu(tmp_path):

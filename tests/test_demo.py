@@ -1,6 +1,5 @@
 """`make demo` (tools/demo.sh, configs/synthetic) and tools/plot_losses.py, on a tiny run."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,14 +7,11 @@ import sys
 import pytest
 from PIL import Image
 
-from .conftest import REPO, subprocess_env
+from .conftest import REPO, load_script, subprocess_env
 
 
 def _plot_losses():
-    spec = importlib.util.spec_from_file_location("plot_losses", REPO / "tools/plot_losses.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/plot_losses.py", "plot_losses")
 
 
 def test_make_demo_trains_evaluates_plots_and_moves_the_previous_output_aside(tmp_path):

@@ -2,7 +2,6 @@
 ``pip install .``, and model-zoo names on train_net.py's command line."""
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from detectron2.config import CfgNode, LazyConfig
 
 from pvt_fpn_d2 import model_zoo
 
-from .conftest import REPO, subprocess_env
+from .conftest import REPO, load_script, subprocess_env
 
 ON_DISK = sorted(
     p.relative_to(REPO / "configs").as_posix()
@@ -54,10 +53,7 @@ def test_unknown_names_are_clear_errors():
 
 
 def _train_net():
-    spec = importlib.util.spec_from_file_location("train_net_zoo", REPO / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_net.py", "train_net_zoo")
 
 
 def test_train_net_takes_a_model_zoo_name(tmp_path, monkeypatch):

@@ -13,7 +13,6 @@ Each prints "figure: measured M, README R" lines and fails when a figure is off 
 TOLERANCE.
 """
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO, run_tool, subprocess_env, tiny_config
+from .conftest import REPO, load_script, run_tool, subprocess_env, tiny_config
 
 #: The one tolerance of the measured figures: a re-run may differ from the README by this fraction
 #: of the README's value (times, ratios, memory, and AP or mIoU after CPU training, which move
@@ -144,10 +143,7 @@ class Figures:
 
 def benchmark(*args) -> dict:
     """tools/benchmark.py with these arguments, in this process; its figures."""
-    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools/benchmark.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool.main([*map(str, args)])
+    return load_script("tools/benchmark.py", "benchmark_tool").main([*map(str, args)])
 
 
 def _seconds(text: str) -> float:
@@ -167,10 +163,7 @@ def test_the_benchmarks_find_their_figure_in_the_readme(figure):
 
 def test_model_zoo_table_is_what_the_configs_build():
     """The README's table is `python tools/model_zoo_table.py`'s output, row for row."""
-    spec = importlib.util.spec_from_file_location("table", REPO / "tools/model_zoo_table.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    rows = tool.table()
+    rows = load_script("tools/model_zoo_table.py", "table").table()
     assert len(rows) == 2 + 16
     missing = [row for row in rows if row not in README.splitlines()]
     assert missing == [], "README rows differ from tools/model_zoo_table.py"
