@@ -2,7 +2,7 @@
 """
 The GPU figures of the README in one run: PVT-v2 against detectron2's ResNet-50 on one device.
 
-  python tools/gpu_report.py --out output/gpu_report             # CUDA, 800x1333, ~5 min
+  python tools/gpu_report.py --out output/gpu_report             # CUDA, 800x1333
   python tools/gpu_report.py --device cpu --iters 1 --image-size 64 96 --out /tmp/r  # a check
 
 Each figure is one ``tools/benchmark.py`` run (random weights, nothing downloaded; the two
