@@ -61,10 +61,11 @@ def _export_once(tmp_path_factory, name, make_config):
 
 @pytest.fixture(scope="session")
 def detectors(tmp_path_factory, tiny_dataset):
-    """Each detector family, score threshold 0 so random weights detect 100 boxes: Mask R-CNN
-    (b0), Faster R-CNN (b2) and RetinaNet (b0) fine-tuning configs on the tiny dataset, and
-    the COCO Cascade Mask R-CNN config (80 classes) with the test resize of the others. Exported
-    once per test run, whichever worker asks first."""
+    """Each detector family with PVT-v2-b0 (``mask_rcnn`` ...) and b2 (``mask_rcnn_b2`` ...),
+    score threshold 0 so random weights detect 100 boxes: the Mask R-CNN, Faster R-CNN and
+    RetinaNet fine-tuning configs on the tiny dataset, and the COCO Cascade Mask R-CNN config
+    (80 classes) with the test resize of the others. Exported once per test run, whichever
+    worker asks first."""
 
     def finetune(config, thresh, variant="pvt_v2_b0"):
         def make(folder):
@@ -74,28 +75,38 @@ def detectors(tmp_path_factory, tiny_dataset):
 
         return make
 
-    def cascade(folder):
-        cfg = LazyConfig.load(str(REPO / "configs/COCO/cascade_mask_rcnn_pvt_v2_b2_fpn_3x.py"))
-        cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
-        for predictor in cfg.model.roi_heads.box_predictors:
-            predictor.test_score_thresh = 0.0
-        resize = cfg.dataloader.test.mapper.augmentations[0]
-        resize.short_edge_length, resize.max_size = 96, 128
-        path = folder / "cascade.yaml"
-        LazyConfig.save(cfg, str(path))
-        return path
+    def cascade(variant):
+        def make(folder):
+            cfg = LazyConfig.load(str(REPO / "configs/COCO/cascade_mask_rcnn_pvt_v2_b2_fpn_3x.py"))
+            cfg.model.backbone.bottom_up.name = variant
+            for predictor in cfg.model.roi_heads.box_predictors:
+                predictor.test_score_thresh = 0.0
+            resize = cfg.dataloader.test.mapper.augmentations[0]
+            resize.short_edge_length, resize.max_size = 96, 128
+            path = folder / "cascade.yaml"
+            LazyConfig.save(cfg, str(path))
+            return path
 
-    makers = {
-        "mask_rcnn": finetune(
-            "mask_rcnn_pvt_v2_b0_fpn_coco_json.py", "model.roi_heads.box_predictor"
-        ),
-        # the larger variant (b2: 16 blocks against b0's 8) through the same export
-        "faster_rcnn_b2": finetune(
-            "faster_rcnn_pvt_v2_b0_fpn_coco_json.py", "model.roi_heads.box_predictor", "pvt_v2_b2"
-        ),
-        "retinanet": finetune("retinanet_pvt_v2_b0_fpn_coco_json.py", "model"),
-        "cascade": cascade,
-    }
+        return make
+
+    box = "model.roi_heads.box_predictor"
+    makers = {}
+    # b0 and the larger b2 (16 blocks against b0's 8) of each family through the same export
+    for variant, suffix in (("pvt_v2_b0", ""), ("pvt_v2_b2", "_b2")):
+        makers.update(
+            {
+                f"mask_rcnn{suffix}": finetune(
+                    "mask_rcnn_pvt_v2_b0_fpn_coco_json.py", box, variant
+                ),
+                f"faster_rcnn{suffix}": finetune(
+                    "faster_rcnn_pvt_v2_b0_fpn_coco_json.py", box, variant
+                ),
+                f"retinanet{suffix}": finetune(
+                    "retinanet_pvt_v2_b0_fpn_coco_json.py", "model", variant
+                ),
+                f"cascade{suffix}": cascade(variant),
+            }
+        )
 
     class Exports(dict):  # exported when a test first asks for one
         def __missing__(self, name):
@@ -129,13 +140,20 @@ def assert_same_instances(a, b):
     return float(best.max())
 
 
-@pytest.mark.parametrize("name", ["mask_rcnn", "faster_rcnn_b2", "retinanet", "cascade"])
+@pytest.mark.parametrize(
+    "name",
+    [f"{family}{suffix}" for family in ("mask_rcnn", "faster_rcnn", "retinanet", "cascade")
+     for suffix in ("", "_b2")],
+)  # fmt: skip
 def test_detector_onnx_matches_eager_at_three_sizes(detectors, name):
     cfg, checkpoint, folder = detectors[name]
     spec = json.loads((folder / "export.json").read_text())
     assert spec["outputs"][:3] == ["boxes", "scores", "classes"]
-    assert ("masks" in spec["outputs"]) is (name in ("mask_rcnn", "cascade"))
-    if name == "cascade":  # COCO's
+    family = name.replace("_b2", "")
+    assert ("masks" in spec["outputs"]) is (family in ("mask_rcnn", "cascade"))
+    variant = "pvt_v2_b2" if name.endswith("_b2") else "pvt_v2_b0"
+    assert cfg.model.backbone.bottom_up.name == variant
+    if family == "cascade":  # COCO's
         assert len(spec["classes"]) == 80 and spec["classes"][0] == "person"
     else:
         assert spec["classes"] == ["circle", "triangle", "square"]
