@@ -72,6 +72,8 @@ FIGURES = {
         for name, title in EXPORT_ROWS.items()
     },
     "whole_ratio": rf"\*\*latency ratio to R50\*\* \| \*\*{N}x\*\* \| \| \*\*{N}x\*\*",
+    "whole_gflops": r"Whole-model GFLOPs \(fvcore, the same input and 100 detections each\): "
+    rf"b0 {N}, b2 {N}, R50\s+{N}, FLOP ratios {N}x and {N}x",
     "whole_default": rf"whole-model ratios are b0 {N}x and b2 {N}x \(bottom-up (\d+)%\s+of b2's "
     r"time\)",
     "act_checkpoint": r"peak memory \(process RSS\)\s+(\d+) MB -> (\d+) MB \(-([\d.]+)%\) for "
@@ -283,9 +285,15 @@ def test_whole_model_against_r50(variant):
     col = {"b0": 0, "b2": 2}[variant]
     rows = {"bottom-up": "bottom_up", "FPN": "fpn", "proposal generator": "proposal_generator"}
     rows.update({"ROI heads": "roi_heads"})
-    compare = ["--task", "inference", "--compare", "detectron2:R50-FPN", "--no-flops", *THREADS]
+    compare = ["--task", "inference", "--compare", "detectron2:R50-FPN", *THREADS]
     run = benchmark("--config-file", CONFIGS[variant], *compare, "--layout", "best")
+    compare.append("--no-flops")
     f = Figures()
+    b0_gflops, b2_gflops, r50_gflops, b0_x, b2_x = readme("whole_gflops")
+    gflops, x = {"b0": (b0_gflops, b0_x), "b2": (b2_gflops, b2_x)}[variant]
+    f.exact("whole-model GFLOPs", run["models"][0]["gflops"], gflops, 1)
+    f.exact("R50 whole-model GFLOPs", run["models"][1]["gflops"], r50_gflops, 1)
+    f.exact("whole-model FLOP ratio", run["comparison"]["gflops_ratio"], x, 2)
     for title, key in rows.items():
         cells = readme(title)
         for model, name in [(0, variant), (1, "R50")]:
