@@ -37,6 +37,9 @@ def add_pvt_v2_config(cfg: CN) -> CN:
     # channels-last convolution weights: same outputs to ~1e-5, about 2x faster backbone on CPUs
     # (README "Performance"). None: on while the model is on the CPU; True / False: fixed
     _C.MODEL.PVT.CHANNELS_LAST = None
+    # fp32 CPU inference: each MLP's depthwise convolution + GELU as one oneDNN kernel (same
+    # outputs to ~1e-6; training, autocast, GPUs and export run the two ops)
+    _C.MODEL.PVT.FUSE_GELU = True
     # ImageNet weights loaded when the backbone is built: a local file in the official, timm or
     # HF format, or "timm://pvt_v2_b2" to download. (MODEL.WEIGHTS="timm://pvt_v2_b2" works too.)
     _C.MODEL.PVT.WEIGHTS = ""

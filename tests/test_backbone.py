@@ -296,3 +296,62 @@ def test_channels_last_is_the_default_on_the_cpu_only():
     fixed = PVTv2Backbone("pvt_v2_b0", channels_last=True).to("meta")
     assert fixed.channels_last
     assert _sr_weight(fixed).is_contiguous(memory_format=torch.channels_last)
+
+
+def _count_fused_calls(monkeypatch):
+    """The post-ops of the fused oneDNN convolution kernel calls, as they run."""
+    from pvt_fpn_d2.modeling import fused
+
+    kernel = fused._KERNEL
+    if kernel is None:
+        pytest.skip("this PyTorch build has no oneDNN convolution with a GELU post-op")
+    calls = []
+
+    def counting(*args):
+        calls.append(args[7])
+        return kernel(*args)
+
+    monkeypatch.setattr(fused, "_KERNEL", counting)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["pvt_v2_b0", "pvt_v2_b2_li"])
+def test_fused_gelu_default_stays_within_float_noise_of_timm(name, monkeypatch):
+    """The CPU inference default (each MLP's depthwise convolution and GELU as one oneDNN
+    kernel) against timm's own model with the same weights, on three sizes (one not a multiple
+    of 32): within 1e-5 (measured: equal), and the fused kernel really ran, once per block."""
+    torch.manual_seed(0)
+    backbone = PVTv2Backbone(name, drop_path_rate=0.0).eval()
+    ref = _timm_reference(backbone)
+    blocks = sum(len(s.blocks) for s in ref.stages)
+    assert backbone.fused_mlps == blocks
+    calls = _count_fused_calls(monkeypatch)
+    for h, w in [(96, 128), (200, 249), (160, 96)]:
+        x = torch.randn(1, 3, h, w)
+        calls.clear()
+        with torch.no_grad():
+            ours = backbone(x)
+            theirs = ref.forward_intermediates(x, intermediates_only=True)
+        assert calls == ["gelu"] * blocks
+        for a, b in zip(ours.values(), theirs, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_fused_gelu_is_not_used_for_training_autocast_or_tracing(monkeypatch):
+    """No backward pass in the fused kernel: with gradients on (training), under autocast and
+    while tracing, the MLPs run timm's convolution and GELU, and every weight gets a gradient."""
+    backbone = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0)
+    plain = PVTv2Backbone("pvt_v2_b0", drop_path_rate=0.0, fuse_gelu=False)
+    plain.load_state_dict(backbone.state_dict())
+    assert plain.fused_mlps == 0 and backbone.fused_mlps == 8
+    calls = _count_fused_calls(monkeypatch)
+    x = torch.randn(1, 3, 64, 96)
+    out = backbone(x)
+    _loss(out).backward()
+    assert all(p.grad is not None for p in backbone.parameters())
+    for a, b in zip(out.values(), plain(x).values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        backbone.eval()(x)
+    torch.jit.trace(backbone.eval(), x, strict=False, check_trace=False)
+    assert calls == []

@@ -11,6 +11,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
+from .fused import fuse_mlp_gelu
 from .retinanet import LastLevelP6P7NoReLU
 from .variants import (
     PVT_V2_VARIANTS,
@@ -56,6 +57,7 @@ class PVTv2Backbone(Backbone):
         in_chans: int = 3,
         channels_last: Optional[bool] = None,
         patch_and_sr_norm_eps: Optional[float] = None,
+        fuse_gelu: bool = True,
     ):
         """
         Args:
@@ -86,6 +88,10 @@ class PVTv2Backbone(Backbone):
                 PVT-v2 code's; mmdetection's own ``PyramidVisionTransformerV2`` uses 1e-6 there,
                 so its checkpoints (converted by tools/convert_mmdet_checkpoint.py) compute
                 mmdetection's numbers with 1e-6.
+            fuse_gelu: in fp32 CPU inference, run each MLP's depthwise convolution and the GELU
+                after it as one oneDNN kernel (:mod:`pvt_fpn_d2.modeling.fused`): the same
+                parameters, outputs equal to ~1e-6, b2 about 10% faster on the CPU. Training,
+                autocast, GPUs and export always run the two ops.
         """
         super().__init__()
         out_features = list(out_features)
@@ -110,6 +116,7 @@ class PVTv2Backbone(Backbone):
                     m.norm.eps = patch_and_sr_norm_eps
         if use_act_checkpoint:
             self.model.set_grad_checkpointing(True)
+        self.fused_mlps = fuse_mlp_gelu(self.model) if fuse_gelu else 0
 
         info = self.model.feature_info
         self._out_features = out_features
@@ -224,6 +231,7 @@ def build_pvt_v2_backbone(cfg, input_shape: Optional[ShapeSpec] = None) -> PVTv2
         weights=c.WEIGHTS,
         in_chans=input_shape.channels if input_shape is not None else 3,
         channels_last=c.CHANNELS_LAST,
+        fuse_gelu=c.FUSE_GELU,
     )
 
 
