@@ -62,6 +62,8 @@ FIGURES = {
     "vs_timm": rf"the time ratio is\s+{N} and the outputs are identical \(max difference 0\)",
     "channels_last": rf"b2 {N}x the time, b0 {N}x, peak memory -(\d+)% and\s+-(\d+)%, outputs "
     r"equal to ([\d.e-]+) \(b2\) and ([\d.e-]+) \(b0\)",
+    "fused_gelu": r"\(A fused, B `fuse_gelu=False`, 800x1344\): "
+    rf"b2 {N}x the time, b0 {N}x, outputs equal \(max\s+difference 0\)",
     "bottom-up": r"\| bottom-up" + ROW4,
     "FPN": r"\| FPN" + ROW4,
     "proposal generator": r"\| proposal generator" + ROW4,
@@ -273,6 +275,23 @@ def test_channels_last_alone(variant):
     f.close("time ratio channels_last / default", r["comparison"]["latency"]["median_of_ratios"], x)
     f.close("peak memory saved %", 100 * (1 - r["comparison"]["peak_memory_ratio"]), mem)
     f.close("largest output difference", r["outputs_a_vs_b"]["max_abs_diff"], float(diff))
+    f.check()
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("variant", ["b0", "b2"])
+def test_fused_gelu_alone(variant):
+    """`--task backbone --compare-opt model.backbone.bottom_up.fuse_gelu=False` (b0: about 1
+    min, b2: about 2 min)."""
+    b2_x, b0_x = readme("fused_gelu")
+    r = benchmark(
+        "--config-file", CONFIGS[variant], "--task", "backbone", "--no-flops", *THREADS,
+        "--compare-opt", "model.backbone.bottom_up.fuse_gelu=False",
+    )  # fmt: skip
+    f = Figures()
+    x = {"b0": b0_x, "b2": b2_x}[variant]
+    f.close("time ratio fused / plain", r["comparison"]["latency"]["median_of_ratios"], x)
+    f.exact("largest output difference", r["outputs_a_vs_b"]["max_abs_diff"], 0.0)
     f.check()
 
 
