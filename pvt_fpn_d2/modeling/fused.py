@@ -8,7 +8,7 @@ threads: GELU 20% of the backbone's time); fused, the pair takes 60% of its time
 to float rounding (~1e-6). The fused kernel is PyTorch's own
 (``torch.ops.mkldnn._convolution_pointwise``, what ``torch.compile`` emits for this pattern on
 CPUs); it has no backward pass, so training, autocast, other devices and export run the plain
-convolution and ``F.gelu``.
+convolution and timm's GELU.
 """
 
 import torch
