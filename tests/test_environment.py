@@ -196,3 +196,38 @@ def test_installer_check_fails_without_detectron2(tmp_path):
     )
     assert r.returncode == 1
     assert "not installed or not working" in r.stdout
+
+
+def test_a_passed_tests_tmp_path_is_removed_and_a_failed_ones_kept(tmp_path):
+    """setup.cfg's retention: the training tests write ~800 MB of checkpoints each; a passed
+    test's folder goes at its end (a run of the suite once left 17 GB and filled CI's disk)."""
+    (tmp_path / "test_inner.py").write_text(
+        "def test_passes(tmp_path):\n"
+        "    (tmp_path / 'ckpt.pth').write_bytes(b'0' * 1000)\n"
+        f"    open({str(tmp_path / 'passed.txt')!r}, 'w').write(str(tmp_path))\n"
+        "def test_fails(tmp_path):\n"
+        f"    open({str(tmp_path / 'failed.txt')!r}, 'w').write(str(tmp_path))\n"
+        "    assert False\n"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(REPO / "setup.cfg"),
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            f"--basetemp={tmp_path / 'base'}",
+            str(tmp_path / "test_inner.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "1 failed, 1 passed" in run.stdout, run.stdout[-2000:]
+    assert not Path((tmp_path / "passed.txt").read_text()).exists()
+    assert Path((tmp_path / "failed.txt").read_text()).is_dir()
