@@ -290,6 +290,9 @@ def test_channels_last_is_the_default_on_the_cpu_only():
         a, b = auto(x), nchw(x)
     for k in a:  # the same function, up to float rounding
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4)
+        # channels-last maps for the FPN after a channels-last backbone, NCHW otherwise
+        assert a[k].is_contiguous(memory_format=torch.channels_last) and a[k].shape[1] > 1
+        assert not a[k].is_contiguous() and b[k].is_contiguous()
     # moving off the CPU re-decides the automatic layout; a fixed setting stays
     auto.to("meta")
     assert not auto.channels_last and _sr_weight(auto).is_contiguous()

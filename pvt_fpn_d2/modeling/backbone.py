@@ -11,7 +11,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-from .fused import fuse_mlp_gelu
+from .fused import fuse_mlp_gelu, tracing
 from .retinanet import LastLevelP6P7NoReLU
 from .variants import (
     PVT_V2_VARIANTS,
@@ -82,7 +82,8 @@ class PVTv2Backbone(Backbone):
                 on the views directly: ~2x faster on the CPU (see tools/benchmark.py), outputs
                 equal up to float rounding (~1e-5). ``None`` (default): channels-last while the
                 weights are on the CPU, the default layout on other devices (re-decided by
-                every ``.to(device)``); ``True`` / ``False`` fix the layout.
+                every ``.to(device)``); ``True`` / ``False`` fix the layout. Channels-last also
+                returns the feature maps channels-last, for the FPN and heads after it.
             patch_and_sr_norm_eps: epsilon of the LayerNorms in the patch embeddings and in the
                 attention's spatial reduction. None keeps timm's 1e-5, which is the official
                 PVT-v2 code's; mmdetection's own ``PyramidVisionTransformerV2`` uses 1e-6 there,
@@ -202,6 +203,11 @@ class PVTv2Backbone(Backbone):
         feats = self.model.forward_intermediates(
             x, indices=self._out_indices, intermediates_only=True, stop_early=True
         )
+        if self.channels_last and not tracing():
+            # timm returns NCHW copies of its (N, H, W, C) tokens; the FPN and the heads run
+            # faster on channels-last maps (b2 Mask R-CNN backbone + FPN: 0.93x the time), as
+            # they get them from detectron2's ResNet in the channels-last layout
+            feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
         return dict(zip(self._out_features, feats))
 
     def output_shape(self) -> Dict[str, ShapeSpec]:

@@ -14,7 +14,7 @@ convolution and timm's GELU.
 import torch
 from torch import nn
 
-__all__ = ["DepthwiseConvGELU", "GELUUnlessFused", "fusable", "fuse_mlp_gelu"]
+__all__ = ["DepthwiseConvGELU", "GELUUnlessFused", "fusable", "fuse_mlp_gelu", "tracing"]
 
 
 def _fused_kernel():
@@ -34,7 +34,8 @@ def _autocast_on() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
+    """Whether the model runs under torch.export, torch.compile, TorchScript or jit tracing."""
     compiler = getattr(torch, "compiler", None)
     for name in ("is_exporting", "is_compiling"):
         check = getattr(compiler, name, None)
@@ -54,7 +55,7 @@ def fusable(x: torch.Tensor) -> bool:
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
         and not _autocast_on()
-        and not _tracing()
+        and not tracing()
     )
 
 
