@@ -9,9 +9,9 @@ outputs, classes, and the steps that run outside the graph) and DIR/config.yaml.
   python tools/predict.py --config-file configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py \
       --model exported/model.onnx --input photo.jpg --output predictions/
 
-Supported: Faster / Mask R-CNN, RetinaNet, the semantic segmentation models, the classifier
-and the depth model. TorchScript is not offered: torch 2.14 deprecates torch.jit. Trailing
-key=value pairs override the config, as in train_net.py.
+Supported: Faster / Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet, the semantic segmentation
+models, the classifier and the depth model. TorchScript is not offered: torch 2.14 deprecates
+torch.jit. Trailing key=value pairs override the config, as in train_net.py.
 """
 
 import argparse
