@@ -293,6 +293,8 @@ def test_channels_last_is_the_default_on_the_cpu_only():
         # channels-last maps for the FPN after a channels-last backbone, NCHW otherwise
         assert a[k].is_contiguous(memory_format=torch.channels_last) and a[k].shape[1] > 1
         assert not a[k].is_contiguous() and b[k].is_contiguous()
+    # with gradients (training), timm's NCHW maps: the training steps stay as they were
+    assert all(f.is_contiguous() for f in auto(x).values())
     # moving off the CPU re-decides the automatic layout; a fixed setting stays
     auto.to("meta")
     assert not auto.channels_last and _sr_weight(auto).is_contiguous()

@@ -82,8 +82,8 @@ class PVTv2Backbone(Backbone):
                 on the views directly: ~2x faster on the CPU (see tools/benchmark.py), outputs
                 equal up to float rounding (~1e-5). ``None`` (default): channels-last while the
                 weights are on the CPU, the default layout on other devices (re-decided by
-                every ``.to(device)``); ``True`` / ``False`` fix the layout. Channels-last also
-                returns the feature maps channels-last, for the FPN and heads after it.
+                every ``.to(device)``); ``True`` / ``False`` fix the layout. In inference,
+                channels-last also returns channels-last feature maps, for the FPN and heads.
             patch_and_sr_norm_eps: epsilon of the LayerNorms in the patch embeddings and in the
                 attention's spatial reduction. None keeps timm's 1e-5, which is the official
                 PVT-v2 code's; mmdetection's own ``PyramidVisionTransformerV2`` uses 1e-6 there,
@@ -203,10 +203,11 @@ class PVTv2Backbone(Backbone):
         feats = self.model.forward_intermediates(
             x, indices=self._out_indices, intermediates_only=True, stop_early=True
         )
-        if self.channels_last and not tracing():
-            # timm returns NCHW copies of its (N, H, W, C) tokens; the FPN and the heads run
-            # faster on channels-last maps (b2 Mask R-CNN backbone + FPN: 0.93x the time), as
-            # they get them from detectron2's ResNet in the channels-last layout
+        if self.channels_last and not torch.is_grad_enabled() and not tracing():
+            # inference: timm returns NCHW copies of its (N, H, W, C) tokens; the FPN and the
+            # heads run faster on channels-last maps (b2 Mask R-CNN backbone + FPN: 0.93x the
+            # time), as they get them from detectron2's ResNet in the channels-last layout.
+            # Training keeps timm's maps: the same steps as before, bit for bit.
             feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
         return dict(zip(self._out_features, feats))
 
