@@ -371,3 +371,85 @@ def test_benchmark_export_task_measures_the_exported_file(detectors, tmp_path):
         assert match["max_score_diff"] <= 1e-3
     assert m["sides"]["eager"]["ratio_to_eager"] == 1.0
     assert len(m["ort_profile"]) == 3 and 0 < sum(op["share"] for op in m["ort_profile"]) <= 1
+
+
+@pytest.mark.parametrize("variant", ["pvt_v2_b0", "pvt_v2_b2_li"])  # spatial reduction, pooling
+def test_export_forms_compute_timms_layers(variant):
+    """The export-time attention and MLP (pvt_fpn_d2.deploy.pvt_layers) against timm's own
+    forward passes, with both attention forms; timm's come back after the block."""
+    from timm.models import pvt_v2
+
+    from pvt_fpn_d2.deploy.pvt_layers import export_forms
+    from pvt_fpn_d2.modeling.backbone import PVTv2Backbone
+
+    torch.manual_seed(0)
+    backbone = PVTv2Backbone(variant, drop_path_rate=0.0).eval()
+    layers = [m for m in backbone.modules()
+              if isinstance(m, (pvt_v2.Attention, pvt_v2.MlpWithDepthwiseConv))]  # fmt: skip
+    x = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        ref = backbone(x)
+        for ops in ("onnxruntime", "standard"):
+            with export_forms(backbone, ops) as changed:
+                assert changed == len(layers) == 2 * sum(backbone.model.depths)
+                assert all("forward" in vars(m) for m in layers)
+                out = backbone(x)
+            for k, t in ref.items():
+                torch.testing.assert_close(out[k], t, rtol=0, atol=2e-5)
+    assert not any("forward" in vars(m) for m in layers)
+    with pytest.raises(ValueError, match="ops must be one of"):
+        with export_forms(backbone, "tensorrt"):
+            pass
+
+
+def _onnx_ops(folder):
+    import onnx
+
+    return [(n.domain, n.op_type) for n in onnx.load(str(folder / "model.onnx")).graph.node]
+
+
+def _stage_nodes(folder):
+    """The nodes the PVT-v2 stages exported (by the exporter's module namespace)."""
+    import onnx
+
+    def scope(n):
+        return next((p.value for p in n.metadata_props if p.key == "namespace"), "")
+
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    return [n for n in graph.node if "bottom_up.model.stages" in scope(n)]
+
+
+def _backbone_transposes(folder):
+    """The perms of the Transpose nodes the PVT-v2 stages exported."""
+    return [tuple(next(a.ints for a in n.attribute if a.name == "perm"))
+            for n in _stage_nodes(folder) if n.op_type == "Transpose"]  # fmt: skip
+
+
+def test_default_export_runs_ort_attention_and_standard_ops_are_portable(detectors, tmp_path):
+    """The default file has one MultiHeadAttention per PVT-v2 block, and the stages transpose
+    only between (B, H, W, C) and NCHW, which ONNX Runtime folds into its convolutions' layout
+    reorders (the speed of pvt_layers); --ops standard has only standard ONNX operators and the same
+    detections as eager through ONNX Runtime."""
+    cfg, checkpoint, folder = detectors["mask_rcnn"]
+    spec = json.loads((folder / "export.json").read_text())
+    assert spec["ops"] == "onnxruntime" and spec["opset"] >= 20
+    ops = _onnx_ops(folder)
+    blocks = sum(instantiate(cfg.model).backbone.bottom_up.model.depths)
+    assert ops.count(("com.microsoft", "MultiHeadAttention")) == blocks
+    assert not [n for n in _stage_nodes(folder) if n.op_type == "Softmax"]
+    perms = _backbone_transposes(folder)  # timm's layers: also (0, 2, 1) and head splits
+    assert perms and set(perms) <= {(0, 3, 1, 2), (0, 2, 3, 1)}
+
+    with datasets_registered_here_removed():
+        spec = export_onnx(cfg, str(tmp_path / "std"), checkpoint=str(checkpoint), ops="standard")
+    assert spec["ops"] == "standard"
+    std = _onnx_ops(tmp_path / "std")
+    assert {d for d, _ in std} == {""}
+    assert [n.op_type for n in _stage_nodes(tmp_path / "std")].count("Softmax") == blocks
+    assert set(_backbone_transposes(tmp_path / "std")) - {(0, 3, 1, 2), (0, 2, 3, 1)}  # heads
+    eager, onnx = Predictor(cfg, str(checkpoint)), OnnxPredictor(str(tmp_path / "std"), cfg)
+    image = _images()[1]
+    assert_same_instances(eager.predict(image)["instances"], onnx.predict(image)["instances"])
+    with pytest.raises(ValueError, match="ops must be one of"):
+        export_onnx(cfg, str(tmp_path / "bad"), checkpoint=str(checkpoint), ops="tensorrt")
+    assert not (tmp_path / "bad").exists()

@@ -10,7 +10,8 @@ outputs, classes, and the steps that run outside the graph) and DIR/config.yaml.
       --model exported/model.onnx --input photo.jpg --output predictions/
 
 Supported: Faster / Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet, the semantic segmentation
-models, the classifier and the depth model. TorchScript is not offered: torch 2.14 deprecates
+models, the classifier and the depth model. --ops standard writes only standard ONNX operators
+(for OpenVINO, TensorRT); the default file uses ONNX Runtime's MultiHeadAttention. TorchScript is not offered: torch 2.14 deprecates
 torch.jit. Trailing key=value pairs override the config, as in train_net.py.
 """
 
@@ -41,6 +42,13 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--sample-image", default=None, help="an example input (default: a noise image)"
     )
+    parser.add_argument(
+        "--ops",
+        default="onnxruntime",
+        choices=["onnxruntime", "standard"],
+        help="onnxruntime (default): PVT-v2 attention as ONNX Runtime's MultiHeadAttention, "
+        "faster there; standard: standard ONNX operators only, for other runtimes (OpenVINO)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     args = parse_args(parser, argv)
     setup_logger(name="pvt_fpn_d2")
@@ -52,6 +60,7 @@ def main(argv=None) -> None:
         checkpoint=args.checkpoint,
         sample_image=args.sample_image,
         config_file=args.config_file,
+        ops=args.ops,
     )
     print(f"{spec['meta_architecture']} -> {args.output}/model.onnx, {args.output}/export.json")
     print(f"outside the graph: {'; '.join(spec['outside_the_graph'])}")

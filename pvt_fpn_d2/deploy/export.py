@@ -20,13 +20,14 @@ from detectron2.data import transforms as T
 
 from ..data.images import read_image
 from .graphs import export_graph, graph_outputs
+from .pvt_layers import OPS, export_forms, ort_translations
 
 __all__ = ["export_onnx", "load_checkpoint_strict", "EXPORT_SPEC", "OPSET"]
 
 logger = logging.getLogger(__name__)
 
 EXPORT_SPEC = "export.json"
-OPSET = 18
+OPSET = 20  # the first with Gelu, which ONNX Runtime runs as one kernel
 MIN_SIZE = 32  # the backbone's smallest input (PVTv2Backbone)
 
 _OUTSIDE = {
@@ -158,14 +159,21 @@ def export_onnx(
     checkpoint: str = "",
     sample_image: Optional[str] = None,
     config_file: str = "",
+    ops: str = "onnxruntime",
 ) -> Dict:
     """
     Export ``cfg.model`` (with ``checkpoint``'s weights, or random ones) to
     ``output_dir/model.onnx`` and write ``output_dir/export.json`` and ``config.yaml``.
 
+    ``ops="onnxruntime"`` writes PVT-v2's attention as ONNX Runtime's
+    ``com.microsoft.MultiHeadAttention`` (faster there); ``"standard"`` only standard ONNX
+    operators, for other runtimes (OpenVINO, TensorRT). See :mod:`pvt_fpn_d2.deploy.pvt_layers`.
+
     Returns:
         the contents of export.json.
     """
+    if ops not in OPS:
+        raise ValueError(f"ops must be one of {', '.join(OPS)}, got {ops!r}.")
     model = instantiate(cfg.model).eval()
     if checkpoint:
         load_checkpoint_strict(model, checkpoint)
@@ -177,10 +185,11 @@ def export_onnx(
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "model.onnx")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), export_forms(model, ops):
             # torch.export first, so that a graph it cannot capture is an error here, not a
             # fallback of the ONNX exporter to a trace that fixes data-dependent values
             exported = torch.export.export(graph, (image,), dynamic_shapes=dynamic, strict=False)
+        with torch.no_grad():
             program = torch.onnx.export(
                 exported,
                 (image,),
@@ -188,6 +197,7 @@ def export_onnx(
                 input_names=["image"],
                 output_names=list(names),
                 opset_version=OPSET,
+                custom_translation_table=ort_translations() if ops == "onnxruntime" else None,
                 verbose=False,
             )
     except Exception as e:  # the exporters raise several kinds; all are reported alike
@@ -208,6 +218,10 @@ def export_onnx(
         "format": "onnx",
         "file": "model.onnx",
         "opset": OPSET,
+        "ops": ops,
+        "runs_on": "ONNX Runtime (com.microsoft.MultiHeadAttention)"
+        if ops == "onnxruntime"
+        else "any ONNX runtime (standard operators only)",
         "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
         "config": "config.yaml",
         "config_file": config_file,
