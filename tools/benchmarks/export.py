@@ -10,10 +10,13 @@ Sides (each at its best known CPU settings):
   which run after every side alike (R-CNNs: ``model.inference(..., do_postprocess=False)``);
 * ``eager_graph``: ``pvt_fpn_d2.deploy.export_graph(model)`` run eagerly: what the exporter
   traced, in PyTorch (it isolates what the export itself changes);
-* ``onnxruntime``: the file, CPU provider, all graph optimisations, ``intra_op_num_threads`` =
-  the torch thread count;
-* ``openvino`` (only when ``import openvino`` works): the same file compiled for its CPU plugin,
-  f32 precision and the same thread count.
+* ``onnxruntime``: the file (``export_onnx``'s default, PVT-v2 attention as ONNX Runtime's
+  ``MultiHeadAttention``), CPU provider, all graph optimisations, ``intra_op_num_threads`` = the
+  torch thread count;
+* ``onnxruntime_std`` (when the benchmark exports itself): the ``ops="standard"`` file, standard
+  ONNX operators only, in ONNX Runtime alike;
+* ``openvino`` (only when ``import openvino`` works): the standard file compiled for its CPU
+  plugin, f32 precision and the same thread count.
 
 Random weights at the config's own score thresholds: what a deployed model runs (random
 weights detect nothing at 0.05, so the mask head idles; the parity of the heads is what
@@ -157,34 +160,38 @@ def run_export_benchmark(
     image = torch.from_numpy(rng.integers(0, 256, (3, h, w)).astype(np.float32))
 
     with tempfile.TemporaryDirectory() as tmp:
+        files = {}  # side name -> ONNX file
         if export_dir:
             export_s = None
-            onnx_file = os.path.join(export_dir, saved["file"])
+            files["onnxruntime"] = os.path.join(export_dir, saved["file"])
         else:
             checkpoint = os.path.join(tmp, "model.pth")
             torch.save({"model": model.state_dict()}, checkpoint)  # calibrated statistics too
             t0 = time.perf_counter()
             export_onnx(cfg, os.path.join(tmp, "export"), checkpoint=checkpoint)
             export_s = time.perf_counter() - t0
-            onnx_file = os.path.join(tmp, "export", "model.onnx")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+            files["onnxruntime"] = os.path.join(tmp, "export", "model.onnx")
+            export_onnx(cfg, os.path.join(tmp, "std"), checkpoint=checkpoint, ops="standard")
+            files["onnxruntime_std"] = os.path.join(tmp, "std", "model.onnx")
+        onnx_file = files["onnxruntime"]
         x = image.numpy()
-
         sides = {
             "eager": lambda: _eager_outputs(model, image),
             "eager_graph": lambda: graph(image),
-            "onnxruntime": lambda: session.run(None, {"image": x}),
         }
+        for side, path in files.items():
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            sides[side] = lambda s=session: s.run(None, {"image": x})
         openvino = None
         try:
             import openvino as ov
 
             core = ov.Core()
             compiled = core.compile_model(
-                onnx_file,
+                files.get("onnxruntime_std", onnx_file),  # OpenVINO reads standard operators
                 "CPU",
                 {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"},
             )
