@@ -60,6 +60,14 @@ KNOWN_WARNINGS = (
         "leaves the file to the garbage collector, which closes it at once. Hidden by default "
         "anyway; this keeps `python -X dev` and `-W error::ResourceWarning` runs clean.",
     ),
+    (
+        FutureWarning,
+        r"`create_unbacked_symint` is deprecated, please use `new_dynamic_size` instead",
+        r"torchvision\._meta_registrations$",
+        "torchvision's meta kernel of nms (what torch.export traces in place of the real op, "
+        "during tools/export_model.py) calls the renamed torch API once per NMS; the exported "
+        "graph is the same.",
+    ),
 )
 
 # torch.utils.cpp_extension logs this (WARNING) when it is imported on a machine with a CUDA

@@ -3,6 +3,8 @@ the same detections, masks and scores through ONNX Runtime, for inputs of severa
 one exported file, and clear errors for what cannot be exported or run."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +16,14 @@ from pvt_fpn_d2.config import apply_overrides
 from pvt_fpn_d2.deploy import OnnxPredictor, export_onnx, load_checkpoint_strict
 from pvt_fpn_d2.engine.predictor import Predictor
 
-from .conftest import REPO, built_once, datasets_registered_here_removed, run_tool, tiny_config
+from .conftest import (
+    REPO,
+    built_once,
+    datasets_registered_here_removed,
+    run_tool,
+    subprocess_env,
+    tiny_config,
+)
 
 # (H, W) of the test images; after the configs' test resize (short edge 96, long <= 128) they
 # are 96x128, 89x128 and 115x96: two heights that are not multiples of 32
@@ -453,3 +462,33 @@ def test_default_export_runs_ort_attention_and_standard_ops_are_portable(detecto
     with pytest.raises(ValueError, match="ops must be one of"):
         export_onnx(cfg, str(tmp_path / "bad"), checkpoint=str(checkpoint), ops="tensorrt")
     assert not (tmp_path / "bad").exists()
+
+
+def test_export_model_py_writes_a_file_that_runs_and_prints_no_third_party_warnings(
+    detectors, tmp_path
+):
+    """The README's command: tools/export_model.py with a checkpoint and --ops standard; the
+    folder's OnnxPredictor gives the eager detections, and the first screen has only the
+    project's own lines (torch.export's trace of torchvision's nms warns once per NMS)."""
+    from .test_first_screen import third_party_warnings
+
+    cfg, checkpoint, _ = detectors["mask_rcnn"]
+    cfg_file = tmp_path / "config.yaml"
+    LazyConfig.save(cfg, str(cfg_file))
+    out = tmp_path / "onnx"
+    env = subprocess_env()
+    del env["PYTHONWARNINGS"]  # Python's default filters, as a user runs it
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools/export_model.py"), "--config-file", str(cfg_file),
+         "--checkpoint", str(checkpoint), "--output", str(out), "--ops", "standard"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=REPO,
+    )  # fmt: skip
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-5000:]
+    assert f"-> {out}/model.onnx" in log and "outside the graph:" in log
+    assert third_party_warnings(log) == [], log[-3000:]
+    spec = json.loads((out / "export.json").read_text())
+    assert spec["ops"] == "standard" and {d for d, _ in _onnx_ops(out)} == {""}
+    image = _images()[0]
+    eager, onnx = Predictor(cfg, str(checkpoint)), OnnxPredictor(str(out))
+    assert_same_instances(eager.predict(image)["instances"], onnx.predict(image)["instances"])

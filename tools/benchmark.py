@@ -50,6 +50,7 @@ _QUIET = (
     "ignore:pkg_resources is deprecated:UserWarning",
     "ignore:`torch.jit:FutureWarning",
     "ignore:torch.meshgrid:UserWarning",
+    "ignore:`create_unbacked_symint` is deprecated:FutureWarning",  # torchvision's nms, export
 )
 for _f in _QUIET:
     _action, _message, _category = _f.split(":")
