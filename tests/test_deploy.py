@@ -373,8 +373,10 @@ def test_benchmark_export_task_measures_the_exported_file(detectors, tmp_path):
     (m,) = r["export"]
     assert m["threads"] == 1 and m["image_size"] == [96, 128]
     assert {"eager", "eager_graph", "onnxruntime"} <= set(m["sides"])
-    for side in m["sides"].values():
+    for name, side in m["sides"].items():
         assert side["median_ms"] > 0
+        if name == "openvino_bf16":  # where OpenVINO is installed: bf16, not within fp32 bounds
+            continue
         match = side["vs_eager"]
         assert match["detections"][0] == match["detections"][1] == 100
         assert match["unmatched"] == 0 and match["max_box_diff_px"] <= 0.5

@@ -16,7 +16,9 @@ Sides (each at its best known CPU settings):
 * ``onnxruntime_std`` (when the benchmark exports itself): the ``ops="standard"`` file, standard
   ONNX operators only, in ONNX Runtime alike;
 * ``openvino`` (only when ``import openvino`` works): the standard file compiled for its CPU
-  plugin, f32 precision and the same thread count.
+  plugin, f32 precision and the same thread count;
+* ``openvino_bf16`` (where OpenVINO reports bf16 for the CPU): the same at bf16 precision, its
+  default on such CPUs; its output differences are the cost of that precision.
 
 Random weights at the config's own score thresholds: what a deployed model runs (random
 weights detect nothing at 0.05, so the mask head idles; the parity of the heads is what
@@ -198,6 +200,13 @@ def run_export_benchmark(
             request = compiled.create_infer_request()
             sides["openvino"] = lambda: list(request.infer({0: x}).values())
             openvino = ov.__version__
+            if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):  # AMX, AVX512-BF16
+                bf16 = core.compile_model(
+                    files.get("onnxruntime_std", onnx_file),
+                    "CPU",
+                    {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "bf16"},
+                ).create_infer_request()
+                sides["openvino_bf16"] = lambda: list(bf16.infer({0: x}).values())
         except ImportError:
             pass
         except Exception as e:  # noqa: BLE001 - reported: OpenVINO could not run the file
@@ -247,13 +256,13 @@ def format_export_report(results: List[Dict[str, Any]]) -> List[str]:
             f"{r['openvino'] or 'not installed'}"
         )
         lines.append(
-            f"  {'side':<13}{'median ms':>11}{'min ms':>9}{'x eager':>9}{'dets':>10}"
+            f"  {'side':<16}{'median ms':>11}{'min ms':>9}{'x eager':>9}{'dets':>10}"
             f"{'box diff px':>13}{'score diff':>12}{'unmatched':>11}"
         )
         for k, s in r["sides"].items():
             m = s["vs_eager"]
             lines.append(
-                f"  {k:<13}{s['median_ms']:>11.0f}{s['min_ms']:>9.0f}{s['ratio_to_eager']:>8.2f}x"
+                f"  {k:<16}{s['median_ms']:>11.0f}{s['min_ms']:>9.0f}{s['ratio_to_eager']:>8.2f}x"
                 f"{'/'.join(map(str, m['detections'])):>10}"
                 f"{m.get('max_box_diff_px', float('nan')):>13.2e}"
                 f"{m.get('max_score_diff', float('nan')):>12.2e}{m.get('unmatched', '-'):>11}"
