@@ -11,8 +11,8 @@ outputs, classes, and the steps that run outside the graph) and DIR/config.yaml.
 
 Supported: Faster / Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet, the semantic segmentation
 models, the classifier and the depth model. --ops standard writes only standard ONNX operators
-(for OpenVINO, TensorRT); the default file uses ONNX Runtime's MultiHeadAttention. TorchScript is not offered: torch 2.14 deprecates
-torch.jit. Trailing key=value pairs override the config, as in train_net.py.
+(for OpenVINO, TensorRT); the default file uses ONNX Runtime's MultiHeadAttention. TorchScript
+is not offered: torch 2.14 deprecates torch.jit. Trailing key=value pairs override the config, as in train_net.py.
 """
 
 import argparse
@@ -28,6 +28,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from pvt_fpn_d2.config import apply_overrides  # noqa: E402
 from pvt_fpn_d2.deploy import export_onnx  # noqa: E402
+from pvt_fpn_d2.deploy.pvt_layers import OPS  # noqa: E402
 from pvt_fpn_d2.model_zoo import resolve_config_file  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--ops",
         default="onnxruntime",
-        choices=["onnxruntime", "standard"],
+        choices=OPS,
         help="onnxruntime (default): PVT-v2 attention as ONNX Runtime's MultiHeadAttention, "
         "faster there; standard: standard ONNX operators only, for other runtimes (OpenVINO)",
     )
