@@ -314,6 +314,75 @@ def test_export_failure_names_the_module_and_the_exporters_message(semantic, tmp
     assert "test_deploy.py" in message and "(layers)" in message
 
 
+def test_the_graphs_nms_is_torchvisions_per_class_nms_in_onnx_runtime(tmp_path):
+    """The graphs' NMS op, exported as one ONNX NonMaxSuppression over all classes and run by
+    ONNX Runtime, keeps what torchvision's batched_nms keeps of the boxes above the score
+    threshold, class by class; also when that is one box or none (the op declares at least two
+    to the exporter, as torchvision's nms does)."""
+    import onnxruntime as ort
+    from torchvision.ops import batched_nms
+
+    from pvt_fpn_d2.deploy.graphs import graph_translations
+
+    iou, thresh = 0.5, 0.3
+
+    class PerClass(torch.nn.Module):
+        def forward(self, boxes, scores):  # (N, 4), (C, N)
+            return torch.ops.pvt_fpn_d2.non_max_suppression(boxes[None], scores[None], iou, thresh)
+
+    g = torch.Generator().manual_seed(0)
+
+    def case(n, c, size):
+        xy = torch.rand(n, 2, generator=g) * 100
+        return torch.cat([xy, xy + 1 + torch.rand(n, 2, generator=g) * size], 1), torch.rand(
+            c, n, generator=g
+        )
+
+    boxes, scores = case(300, 4, 60)
+    any_size = torch.export.Dim.DYNAMIC
+    dynamic = ({0: any_size}, {0: any_size, 1: any_size})
+    exported = torch.export.export(
+        PerClass(), (boxes, scores), dynamic_shapes=dynamic, strict=False
+    )
+    path = tmp_path / "nms.onnx"
+    torch.onnx.export(
+        exported, (boxes, scores), dynamo=True, opset_version=20,
+        custom_translation_table=graph_translations(),
+    ).save(str(path))  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    same = torch.tensor([[10.0, 10, 50, 50]]).repeat(5, 1)  # one box five times: one kept
+    cases = [(boxes, scores), case(60, 3, 200), (same, torch.rand(1, 5) * 0.5 + 0.4)]
+    cases.append((boxes, scores * thresh))  # nothing above the threshold
+    kept_counts = []
+    for b, s in cases:
+        cls, idx = torch.nonzero(s > thresh, as_tuple=True)
+        keep = batched_nms(b[idx], s[cls, idx], cls, iou)
+        expected = sorted(zip(cls[keep].tolist(), idx[keep].tolist()))
+        (rows,) = session.run(None, dict(zip(names, (b.numpy(), s.numpy()))))
+        assert rows.shape[1] == 3 and (rows[:, 0] == 0).all()
+        assert sorted(map(tuple, rows[:, 1:].tolist())) == expected
+        eager = PerClass()(b, s)
+        assert sorted(map(tuple, eager[:, 1:].tolist())) == expected
+        kept_counts.append(len(expected))
+    assert kept_counts[0] > 50 and kept_counts[2:] == [1, 0]
+
+
+def test_an_image_without_detections_gives_empty_outputs(tiny_dataset, tmp_path):
+    """Mask R-CNN with a score threshold no score passes: ONNX Runtime runs the mask head on
+    no boxes and the predictor returns empty Instances, as eager does."""
+    config = tiny_config(
+        tmp_path, tiny_dataset, overrides=["model.roi_heads.box_predictor.test_score_thresh=1.0"]
+    )
+    cfg, checkpoint, folder = _export(tmp_path, config, "none")
+    image = _images()[0]
+    a = Predictor(cfg, str(checkpoint)).predict(image)["instances"]
+    b = OnnxPredictor(str(folder)).predict(image)["instances"]
+    assert len(a) == len(b) == 0 and b.image_size == image.shape[:2]
+    assert tuple(b.pred_masks.shape) == (0, *image.shape[:2])
+    assert b.pred_boxes.tensor.shape == (0, 4) and b.scores.shape == b.pred_classes.shape == (0,)
+
+
 def test_the_onnx_predictor_checks_its_input(detectors, tmp_path):
     _, _, folder = detectors["retinanet"]
     onnx = OnnxPredictor(str(folder))

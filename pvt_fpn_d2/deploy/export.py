@@ -19,7 +19,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 
 from ..data.images import read_image
-from .graphs import export_graph, graph_outputs
+from .graphs import export_graph, graph_outputs, graph_translations
 from .pvt_layers import OPS, export_forms, ort_translations
 
 __all__ = ["export_onnx", "load_checkpoint_strict", "EXPORT_SPEC", "OPSET"]
@@ -197,7 +197,10 @@ def export_onnx(
                 input_names=["image"],
                 output_names=list(names),
                 opset_version=OPSET,
-                custom_translation_table=ort_translations() if ops == "onnxruntime" else None,
+                custom_translation_table={
+                    **graph_translations(),
+                    **(ort_translations() if ops == "onnxruntime" else {}),
+                },
                 verbose=False,
             )
     except Exception as e:  # the exporters raise several kinds; all are reported alike
@@ -219,9 +222,11 @@ def export_onnx(
         "file": "model.onnx",
         "opset": OPSET,
         "ops": ops,
-        "runs_on": "ONNX Runtime (com.microsoft.MultiHeadAttention)"
-        if ops == "onnxruntime"
-        else "any ONNX runtime (standard operators only)",
+        "runs_on": (
+            "ONNX Runtime (com.microsoft.MultiHeadAttention)"
+            if ops == "onnxruntime"
+            else "any ONNX runtime (standard operators only)"
+        ),
         "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
         "config": "config.yaml",
         "config_file": config_file,
