@@ -12,7 +12,8 @@ outputs, classes, and the steps that run outside the graph) and DIR/config.yaml.
 Supported: Faster / Mask R-CNN, Cascade (Mask) R-CNN, RetinaNet, the semantic segmentation
 models, the classifier and the depth model. --ops standard writes only standard ONNX operators
 (for OpenVINO, TensorRT); the default file uses ONNX Runtime's MultiHeadAttention. TorchScript
-is not offered: torch 2.14 deprecates torch.jit. Trailing key=value pairs override the config, as in train_net.py.
+is not offered: torch 2.14 deprecates torch.jit. Trailing key=value pairs override the config,
+as in train_net.py.
 """
 
 import argparse
