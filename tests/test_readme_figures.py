@@ -355,17 +355,21 @@ def test_export_speed(name):
     config = f"configs/COCO/{family}_pvt_v2_{variant}_fpn_1x.py"
     r = benchmark("--config-file", config, "--task", "export", "--iters", "3", *THREADS)
     (m,) = r["export"]
+    _export_figures(m, eager_s, ort_x, ort_std_x, openvino_x).check()
+
+
+def _export_figures(m: dict, eager_s, ort_x, ort_std_x, openvino_x) -> Figures:
+    """One `--task export` model's eager time and ratios against the README's."""
+    sides = m["sides"]
     f = Figures()
-    f.close("eager s", m["sides"]["eager"]["median_ms"] / 1000, eager_s)
-    f.close("ONNX Runtime / eager", m["sides"]["onnxruntime"]["ratio_to_eager"], ort_x)
+    f.close("eager s", sides["eager"]["median_ms"] / 1000, eager_s)
+    f.close("ONNX Runtime / eager", sides["onnxruntime"]["ratio_to_eager"], ort_x)
     f.close(
-        "ONNX Runtime, standard ops / eager",
-        m["sides"]["onnxruntime_std"]["ratio_to_eager"],
-        ort_std_x,
+        "ONNX Runtime, standard ops / eager", sides["onnxruntime_std"]["ratio_to_eager"], ort_std_x
     )
-    if "openvino" in m["sides"]:
-        f.close("OpenVINO / eager", m["sides"]["openvino"]["ratio_to_eager"], openvino_x)
-    f.check()
+    if "openvino" in sides:
+        f.close("OpenVINO / eager", sides["openvino"]["ratio_to_eager"], openvino_x)
+    return f
 
 
 @pytest.mark.benchmark
@@ -376,13 +380,9 @@ def test_export_speed_at_score_threshold_0():
     thresh = "model.roi_heads.box_predictor.test_score_thresh=0.0"
     r = benchmark("--config-file", B0, "--task", "export", "--iters", "5", *THREADS, thresh)
     (m,) = r["export"]
-    f = Figures()
-    f.close("eager s", m["sides"]["eager"]["median_ms"] / 1000, eager_s)
-    for side, readme_x in (("onnxruntime", ort_x), ("onnxruntime_std", ort_std_x)):
-        f.close(f"{side} / eager", m["sides"][side]["ratio_to_eager"], readme_x)
+    f = _export_figures(m, eager_s, ort_x, ort_std_x, openvino_x)
+    for side in ("onnxruntime", "onnxruntime_std"):
         f.exact(f"{side} detections", m["sides"][side]["vs_eager"]["detections"][1], detections)
-    if "openvino" in m["sides"]:
-        f.close("OpenVINO / eager", m["sides"]["openvino"]["ratio_to_eager"], openvino_x)
     f.check()
 
 
