@@ -35,11 +35,15 @@ def add_pvt_v2_config(cfg: CN) -> CN:
     # activation checkpointing of every transformer block (less memory, slower)
     _C.MODEL.PVT.USE_ACT_CHECKPOINT = False
     # channels-last convolution weights: same outputs to ~1e-5, about 2x faster backbone on CPUs
-    # (README "Performance"). None: on while the model is on the CPU; True / False: fixed
+    # (docs/BENCHMARKS.md). None: on while the model is on the CPU; True / False: fixed
     _C.MODEL.PVT.CHANNELS_LAST = None
     # fp32 CPU inference: each MLP's depthwise convolution + GELU as one oneDNN kernel (same
     # outputs to ~1e-6; training, autocast, GPUs and export run the two ops)
     _C.MODEL.PVT.FUSE_GELU = True
+    # epsilon of the LayerNorms in the patch embeddings and spatial reductions. None: timm's 1e-5
+    # (the official PVT-v2 code's); 1e-6 for checkpoints of mmdetection's own
+    # PyramidVisionTransformerV2 (tools/convert_mmdet_checkpoint.py says which)
+    _C.MODEL.PVT.PATCH_AND_SR_NORM_EPS = None
     # ImageNet weights loaded when the backbone is built: a local file in the official, timm or
     # HF format, or "timm://pvt_v2_b2" to download. (MODEL.WEIGHTS="timm://pvt_v2_b2" works too.)
     _C.MODEL.PVT.WEIGHTS = ""

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from detectron2.config import instantiate
+from detectron2.config import get_cfg, instantiate
+from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 
-from pvt_fpn_d2 import model_zoo
+from pvt_fpn_d2 import add_pvt_v2_config, model_zoo
 from pvt_fpn_d2.config import apply_overrides
 from pvt_fpn_d2.engine.checkpoint import PVTCheckpointer, convert_mmdet_checkpoint
 from pvt_fpn_d2.modeling.mmdet_weights import MMDetCheckpointError, anchor_permutation
@@ -238,7 +239,11 @@ def _d2_model(detector: str, checkpoint: Path, overrides=()):
     else:
         cfg.model.roi_heads.box_predictor.test_score_thresh = 0.0
         cfg.model.roi_heads.box_predictor.test_topk_per_image = MAX_DETECTIONS
-    model = instantiate(cfg.model).eval()
+    return _loaded_strictly(instantiate(cfg.model).eval(), checkpoint)
+
+
+def _loaded_strictly(model, checkpoint: Path):
+    """``model`` with ``checkpoint`` loaded: no missing, unexpected or mis-shaped key."""
     checkpointer = PVTCheckpointer(model)
     incompatible = checkpointer._load_model(checkpointer._load_file(str(checkpoint)))
     assert incompatible.missing_keys == []
@@ -304,7 +309,7 @@ def _match_detections(mm, d2):
 
 
 def _record(name: str, figures: dict) -> None:
-    """Print the worst differences (pytest -s shows them; the README and the issue quote them)."""
+    """Print the worst differences (pytest -s shows them; docs/MODEL_ZOO.md quotes them)."""
     print(f"\nPARITY {name}: " + json.dumps({k: float(f"{v:.3g}") for k, v in figures.items()}))
 
 
@@ -448,6 +453,40 @@ def test_converted_checkpoint_computes_what_mmdetection_computes(detector, confi
     worst = _parity(detector, mm_model, _d2_model(detector, dst, conversion.config_overrides))
     _record(f"{detector} (mmdetection PyramidVisionTransformerV2 keys)", worst)
     _assert_parity(worst)
+
+
+def _yacs_retinanet(checkpoint: Path, opts=()):
+    """configs/COCO-yaml/retinanet_pvt_v2_b0_fpn_1x.yaml with ``opts``, ``checkpoint`` loaded."""
+    cfg = add_pvt_v2_config(get_cfg())
+    cfg.merge_from_file(str(REPO / "configs/COCO-yaml/retinanet_pvt_v2_b0_fpn_1x.yaml"))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
+    return _loaded_strictly(build_model(cfg).eval(), checkpoint)
+
+
+def test_yacs_config_runs_a_converted_mmdetection_checkpoint_like_the_lazy_config(tmp_path):
+    """A checkpoint of mmdetection's own PyramidVisionTransformerV2 (LayerNorm eps 1e-6) in the
+    yacs RetinaNet with ``MODEL.PVT.PATCH_AND_SR_NORM_EPS 1e-6``: the FPN features of the
+    LazyConfig model with the conversion's override (which match mmdetection's, tested above)."""
+    mm_model = _mmdet_model(RETINANET, seed=5)
+    conversion, _, dst = _convert(mm_model, tmp_path)
+    assert conversion.config_overrides == ["model.backbone.bottom_up.patch_and_sr_norm_eps=1e-06"]
+    lazy = _d2_model("RetinaNet", dst, conversion.config_overrides)
+    yacs = _yacs_retinanet(dst, ["MODEL.PVT.PATCH_AND_SR_NORM_EPS", "1e-6"])
+    default = _yacs_retinanet(dst)  # timm's eps 1e-5: what yacs users got before the key
+    bgr = _images()[0][:96, :128]
+    with torch.no_grad():
+        x = lazy.preprocess_image([_d2_input(bgr)]).tensor
+        want, got, off = (m.backbone(x) for m in (lazy, yacs, default))
+    assert list(got) == list(want) == ["p3", "p4", "p5", "p6", "p7"]
+    tolerance = 1e-6  # the same modules and weights: equal in practice
+    for f in want:
+        torch.testing.assert_close(
+            got[f], want[f], rtol=0, atol=tolerance, msg=lambda m, f=f: f"FPN {f}: {m}"
+        )
+    # the default eps moves every level beyond the tolerance (~2e-5 to 7e-5 for outputs of
+    # order 1-6): without the key, this test could not pass
+    moved = {f: _maxdiff(off[f], want[f]) for f in want}
+    assert min(moved.values()) > tolerance, moved
 
 
 def _official_from_mmdet(sd: dict) -> dict:

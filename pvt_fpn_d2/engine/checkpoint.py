@@ -173,14 +173,16 @@ def convert_mmdet_checkpoint(
     # mmdetection's own PVT-v2 has LayerNorm eps 1e-6 where timm (and the official code) has 1e-5
     eps = MMDET_PVT_NORM_EPS if conversion.backbone_naming == "mmdetection" else None
     key = f"model.{name}.patch_and_sr_norm_eps"
+    yacs_eps = ""
     if OmegaConf.select(cfg, key, default=None) != eps:
         conversion.config_overrides.append(f"{key}={'null' if eps is None else eps}")
+        yacs_eps = f"; in a yacs config MODEL.PVT.PATCH_AND_SR_NORM_EPS {eps}"
     version = meta.get("mmdet_version") or ("3.x" if "mmengine_version" in meta else "unknown")
     logger.info(f"{src} (mmdetection {version}): {conversion}")
     if conversion.config_overrides:
         logger.warning(
             f"For mmdetection's exact numbers, run the model with {conversion.config_overrides} "
-            f"(the checkpoint's backbone is {conversion.backbone_naming}'s PVT-v2)."
+            f"(the checkpoint's backbone is {conversion.backbone_naming}'s PVT-v2{yacs_eps})."
         )
     if dst:
         atomic_torch_save(

@@ -238,6 +238,7 @@ def build_pvt_v2_backbone(cfg, input_shape: Optional[ShapeSpec] = None) -> PVTv2
         weights=c.WEIGHTS,
         in_chans=input_shape.channels if input_shape is not None else 3,
         channels_last=c.CHANNELS_LAST,
+        patch_and_sr_norm_eps=c.PATCH_AND_SR_NORM_EPS,
         fuse_gelu=c.FUSE_GELU,
     )
 

@@ -57,7 +57,8 @@ Differences between the two frameworks that change numbers, and how each is hand
   norms, where the official code and timm use 1e-5 (the official checkpoints match timm). Not
   absorbable by weights (it moves the backbone's features by ~1e-4): the conversion of such a
   checkpoint names the config change ``PVTv2Backbone(patch_and_sr_norm_eps=1e-6)``
-  (:attr:`MMDetConversion.config_overrides`).
+  (:attr:`MMDetConversion.config_overrides`); in a yacs config it is
+  ``MODEL.PVT.PATCH_AND_SR_NORM_EPS: 1e-6``.
 * **Weights layout**: mmdetection's PVT-v2 stores the MLP's linear layers as 1x1 convs and the
   attention's q/k/v as one ``in_proj``; they are reshaped and split back (the official layout,
   which timm's ``checkpoint_filter_fn`` then maps to timm's keys).
