@@ -12,6 +12,7 @@ runs on the CPU, and --num-gpus N starts N CPU processes (gloo). CFG is a file o
 package's model zoo, e.g. COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py (pvt_fpn_d2.model_zoo).
 """
 
+import argparse
 import json
 import logging
 import os
@@ -136,6 +137,13 @@ def load_config(args):
     return apply_overrides(LazyConfig.load(args.config_file), args.opts)
 
 
+def get_parser() -> argparse.ArgumentParser:
+    """The command line: detectron2's ``default_argument_parser`` (``--config-file``,
+    ``--resume``, ``--eval-only``, ``--num-gpus`` ...) with the trailing ``key=value`` overrides
+    in ``opts``."""
+    return default_argument_parser()
+
+
 def main(args):
     cfg = load_config(args)
     default_setup(cfg, args)
@@ -153,7 +161,7 @@ def main(args):
 
 if __name__ == "__main__":
     # options typed after the key=value overrides (--resume, --eval-only, ...) count too
-    args = parse_args(default_argument_parser())
+    args = parse_args(get_parser())
     launch(
         main,
         args.num_gpus,

@@ -43,7 +43,8 @@ from pvt_fpn_d2.data.synthetic import (  # noqa: E402
 )
 
 
-def main() -> None:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="datasets/synthetic", help="output folder")
     parser.add_argument("--num-train", type=int, default=300, help="training images")
@@ -61,7 +62,12 @@ def main() -> None:
         help="also write the classification set (OUT/classification)",
     )
     parser.add_argument("--depth", action="store_true", help="also write the depth set (OUT/depth)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(argv)
     if len(args.size) > 2:
         parser.error("--size takes one value (square) or two (height width)")
     logging.basicConfig(level=logging.WARNING)

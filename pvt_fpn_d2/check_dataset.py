@@ -3,8 +3,8 @@ Check a COCO-format instance dataset before training and report every problem in
 
   python -m pvt_fpn_d2.check_dataset --json data/train.json --images data/train [--full]
 
-It reads the json as training does (exports of Roboflow, CVAT, Label Studio, labelme: see the
-README's "Bring your own data"), says once per kind what it handles and how, and gives the
+It reads the json as training does (exports of Roboflow, CVAT, Label Studio, labelme: see
+docs/CUSTOM_DATASETS.md), says once per kind what it handles and how, and gives the
 dataset's facts: classes, masks (and what each config family does with boxes without one), the
 most objects in one image.
 
@@ -25,7 +25,8 @@ if __name__ == "__main__":
 from .data.validation import check_coco_dataset  # noqa: E402
 
 
-def main(argv=None) -> int:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     parser.add_argument("--json", required=True, help="COCO annotation file")
     parser.add_argument("--images", required=True, help="folder the file_name entries are in")
@@ -44,7 +45,11 @@ def main(argv=None) -> int:
         help="what iscrowd=1 masks are (config: dataset.crowd_masks); auto: objects in CVAT "
         "exports, crowd regions elsewhere",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
     report = check_coco_dataset(
         args.json,
         args.images,

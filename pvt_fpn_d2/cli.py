@@ -8,13 +8,14 @@ imports nothing but the standard library.
 """
 
 import argparse
+import contextlib
 import logging
 import re
 import sys
 import warnings
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
-__all__ = ["KNOWN_WARNINGS", "parse_args", "silence_known_warnings"]
+__all__ = ["KNOWN_WARNINGS", "is_option", "num_values", "parse_args", "silence_known_warnings"]
 
 # (category, the exact message as a regex matched at its start, the module it is reported from
 # or None for any, why it is harmless). Each is a notice of a pinned dependency that the user
@@ -104,12 +105,13 @@ def silence_known_warnings() -> None:
     logging.getLogger(_CPP_EXTENSION_LOGGER).addFilter(_drop_no_cuda_runtime)
 
 
-def _is_option(token: str) -> bool:
-    # "-5" or "-.5" are values (argparse's own rule for parsers without numeric options)
+def is_option(token: str) -> bool:
+    """Whether ``token`` is an option: "-5" or "-.5" are values (argparse's own rule for parsers
+    without numeric options)."""
     return token.startswith("-") and len(token) > 1 and not re.match(r"^-\.?\d", token)
 
 
-def _num_values(action: argparse.Action, token: str, rest: Sequence[str]) -> int:
+def num_values(action: argparse.Action, token: str, rest: Sequence[str]) -> int:
     """How many of the tokens after ``token`` are ``action``'s values."""
     if "=" in token or action.nargs == 0:
         return 0
@@ -120,10 +122,24 @@ def _num_values(action: argparse.Action, token: str, rest: Sequence[str]) -> int
     # "?", "*", "+": the following plain values, up to the next option or key=value override
     n = 0
     for t in rest:
-        if _is_option(t) or "=" in t or (action.nargs == "?" and n == 1):
+        if is_option(t) or "=" in t or (action.nargs == "?" and n == 1):
             break
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def _nothing_required(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """``parser`` with its required options and groups optional inside the block."""
+    required = [a for a in parser._actions if a.required and a.option_strings]
+    groups = [g for g in parser._mutually_exclusive_groups if g.required]
+    for item in required + groups:
+        item.required = False
+    try:
+        yield
+    finally:
+        for item in required + groups:
+            item.required = True
 
 
 def parse_args(
@@ -146,16 +162,16 @@ def parse_args(
         the parsed arguments, ``overrides`` holding only the config overrides.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    tail = list(getattr(args, overrides) or [])
-    if not any(_is_option(t) for t in tail):
-        return args
+    with _nothing_required(parser):  # a required option may be among the overrides' tail
+        tail = list(getattr(parser.parse_args(argv), overrides) or [])
+    if not any(is_option(t) for t in tail):
+        return parser.parse_args(argv)
     head = argv[: len(argv) - len(tail)]  # REMAINDER takes the end of argv
     options, kept = [], []
     i = 0
     while i < len(tail):
         token = tail[i]
-        if not _is_option(token):
+        if not is_option(token):
             kept.append(token)
             i += 1
             continue
@@ -166,7 +182,7 @@ def parse_args(
                 f"{parser.prog}: error: unknown option {token!r} after the key=value overrides; "
                 "put options before the overrides (see --help)\n",
             )
-        n = _num_values(action, token, tail[i + 1 :])
+        n = num_values(action, token, tail[i + 1 :])
         if n > len(tail) - i - 1 or (action.nargs == "+" and n == 0):
             parser.error(f"argument {token}: expected a value after it")
         options += tail[i : i + 1 + n]

@@ -72,7 +72,8 @@ from benchmarks import (  # noqa: E402
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line: options and trailing ``key=value`` overrides of CFG, in any order."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -165,9 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+build_parser = get_parser  # the former name
+
+
 def main(argv=None) -> dict:
     # key=value overrides may come before or after the options
-    args = build_parser().parse_intermixed_args(argv)
+    args = get_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("PYTHONWARNINGS", ",".join(_QUIET))
     iters, warmup = DEFAULT_ITERS[args.task]

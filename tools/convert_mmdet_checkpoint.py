@@ -33,7 +33,8 @@ from pvt_fpn_d2.modeling.mmdet_weights import MMDetCheckpointError  # noqa: E402
 from pvt_fpn_d2.modeling.weights import UnsafeCheckpointError  # noqa: E402
 
 
-def main(argv=None) -> None:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line: input, output, options and ``key=value`` overrides in any order."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -46,6 +47,11 @@ def main(argv=None) -> None:
         "checkpoint's detector and variant",
     )
     parser.add_argument("opts", nargs="*", help="config overrides key=value")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = get_parser()
     args = parser.parse_intermixed_args(argv)  # options before, between or after the others
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 

@@ -29,7 +29,8 @@ from pvt_fpn_d2.modeling.weights import (  # noqa: E402
 )
 
 
-def main(argv=None) -> None:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -40,7 +41,11 @@ def main(argv=None) -> None:
         default=D2_BACKBONE_PREFIX,
         help=f"key prefix of the timm model inside the detector (default {D2_BACKBONE_PREFIX})",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     sd = extract_state_dict(read_checkpoint(args.input))

@@ -33,7 +33,8 @@ from pvt_fpn_d2.deploy.pvt_layers import OPS  # noqa: E402
 from pvt_fpn_d2.model_zoo import resolve_config_file  # noqa: E402
 
 
-def main(argv=None) -> None:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line (options, then trailing ``key=value`` config overrides in ``opts``)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -52,7 +53,11 @@ def main(argv=None) -> None:
         "faster there; standard: standard ONNX operators only, for other runtimes (OpenVINO)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
-    args = parse_args(parser, argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = parse_args(get_parser(), argv)
     setup_logger(name="pvt_fpn_d2")
     setup_logger(name="detectron2", abbrev_name="d2").setLevel(logging.WARNING)
     cfg = apply_overrides(LazyConfig.load(resolve_config_file(args.config_file)), args.opts)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-The GPU figures of the README in one run: PVT-v2 against detectron2's ResNet-50 on one device.
+The GPU figures of docs/BENCHMARKS.md in one run: PVT-v2 against detectron2's ResNet-50 on one device.
 
   python tools/gpu_report.py --out output/gpu_report             # CUDA, 800x1333
   python tools/gpu_report.py --device cpu --iters 1 --image-size 64 96 --out /tmp/r  # a check
@@ -40,7 +40,8 @@ def _config(variant: str) -> str:
     return os.path.join(REPO, "configs", "COCO", f"mask_rcnn_pvt_v2_{variant}_fpn_1x.py")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batch", type=int, default=2, help="images per training step")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     return p
+
+
+build_parser = get_parser  # the former name
 
 
 def _run(name: str, argv, out: str) -> dict:
@@ -145,7 +149,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
+    args = get_parser().parse_args(argv)
     if args.device.startswith("cuda"):
         import torch
 

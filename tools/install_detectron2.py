@@ -13,7 +13,7 @@ Each fix names the problem it solves (numbered as in the project's environment n
 checks that the text it changes is there. If the sdist ever changes, the installer stops with an
 error instead of producing a half-working detectron2.
 
-The fixes (also listed in README.md):
+The fixes (also listed in docs/INSTALL.md):
   1. the sdist ships no C++/CUDA sources (``detectron2/layers/csrc``) but setup.py always builds
      the extension: build without it;
   2. setup.py looks for model-zoo configs in a top-level ``configs/`` the sdist does not have:
@@ -96,7 +96,7 @@ class Patch:
             raise PatchError(
                 f"fix for problem {self.problem}: {self.path} does not exist in the sdist. "
                 "The sdist is not the one this installer was written for; install detectron2 "
-                "from source instead (see README)."
+                "from source instead (see docs/INSTALL.md)."
             )
         text = file.read_text()
         n = text.count(self.old)
@@ -105,7 +105,7 @@ class Patch:
                 f"fix for problem {self.problem}: expected text not found in {self.path}:\n"
                 f"    {self.old.strip()!r}\n"
                 "The sdist changed (or was already patched); refusing to build a half-fixed "
-                "detectron2. Install detectron2 from source instead (see README)."
+                "detectron2. Install detectron2 from source instead (see docs/INSTALL.md)."
             )
         file.write_text(text.replace(self.old, self.new))
 
@@ -131,7 +131,7 @@ class RegexPatch:
                 raise PatchError(
                     f"fix for problem {self.problem}: pattern {self.pattern!r} not found in {rel}. "
                     "The sdist changed (or was already patched); refusing to build a half-fixed "
-                    "detectron2. Install detectron2 from source instead (see README)."
+                    "detectron2. Install detectron2 from source instead (see docs/INSTALL.md)."
                 )
             file.write_text(text)
 
@@ -285,7 +285,8 @@ def verify_sdist(path: Path) -> None:
         )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check for a working detectron2")
     parser.add_argument("--force", action="store_true", help="install even if one works")
@@ -298,7 +299,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--pip-args", default="", help="extra arguments for pip install, e.g. '-c constraints.txt'"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
 
     found = check_detectron2(args.python if args.check else sys.executable)
     if args.check:

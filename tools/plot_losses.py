@@ -29,11 +29,16 @@ def read_losses(metrics_json: str):
     return {k: sorted(v.items()) for k, v in sorted(series.items())}
 
 
-def main(argv=None) -> None:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     parser.add_argument("metrics_json")
     parser.add_argument("output_png")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
     series = read_losses(args.metrics_json)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for name, points in series.items():

@@ -33,7 +33,8 @@ from pvt_fpn_d2.engine.predictor import Predictor, run_prediction, run_video  # 
 from pvt_fpn_d2.model_zoo import resolve_config_file  # noqa: E402
 
 
-def main(argv=None) -> None:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line (options, then trailing ``key=value`` config overrides in ``opts``)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -60,7 +61,11 @@ def main(argv=None) -> None:
         "--max-images", type=int, default=None, help="only the first N images (or video frames)"
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
-    args = parse_args(parser, argv)  # options after the overrides count too
+    return parser
+
+
+def main(argv=None) -> None:
+    args = parse_args(get_parser(), argv)  # options after the overrides count too
     setup_logger(name="pvt_fpn_d2")
     setup_logger(name="detectron2", abbrev_name="d2").setLevel(logging.WARNING)
 
