@@ -22,12 +22,26 @@ setup(
     description="PVT-v2 (Pyramid Vision Transformer v2) backbones with FPN for Detectron2",
     long_description=(Path(__file__).parent / "README.md").read_text(),
     long_description_content_type="text/markdown",
+    # an SPDX expression (PEP 639): setuptools >= 77 deprecates the License classifier
+    license="Apache-2.0",
+    license_files=["LICENSE"],
     # the configs/ folder ships inside the package as pvt_fpn_d2/configs (pvt_fpn_d2.model_zoo):
     # one copy of the configs, read in place in a checkout
     packages=find_packages(include=("pvt_fpn_d2", "pvt_fpn_d2.*")) + ["pvt_fpn_d2.configs"],
     package_dir={"pvt_fpn_d2.configs": "configs"},
     package_data={"pvt_fpn_d2.configs": ["**/*.py", "**/*.yaml"]},
     python_requires=">=3.9",
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Science/Research",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

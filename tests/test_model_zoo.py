@@ -27,7 +27,7 @@ def test_every_config_of_the_checkout_is_in_the_model_zoo():
     assert len(ON_DISK) > 30 and model_zoo.list_configs() == ON_DISK
     for name in ON_DISK:
         assert Path(model_zoo.get_config_file(name)) == REPO / "configs" / name
-    # the README's spelling, with the folder
+    # the docs' spelling, with the folder
     path = model_zoo.get_config_file("configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py")
     assert path == str(REPO / "configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py")
 
@@ -86,6 +86,12 @@ def test_a_non_editable_install_ships_the_configs(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (target / "pvt_fpn_d2/configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py").is_file()
+    # the license travels with the wheel and is in its metadata
+    (dist_info,) = target.glob("pvt_fpn_d2-*.dist-info")
+    (license_file,) = dist_info.rglob("LICENSE")  # licenses/LICENSE from setuptools 77 on
+    assert license_file.read_text() == (REPO / "LICENSE").read_text()
+    metadata = (dist_info / "METADATA").read_text().splitlines()
+    assert "License: Apache-2.0" in metadata or "License-Expression: Apache-2.0" in metadata
     code = textwrap.dedent(f"""
         import torch
         import pvt_fpn_d2

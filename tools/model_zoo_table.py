@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """
-Print the README's model-zoo table: every config in configs/COCO, its parameter count measured
-by instantiating it here, and the published size and COCO AP it targets.
+Print the model-zoo table of docs/MODEL_ZOO.md: every config in configs/COCO, its parameter
+count measured by instantiating it here, and the published size and COCO AP it targets.
 
   python tools/model_zoo_table.py
 """
 
+import argparse
 import glob
 import os
-from typing import List
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -41,14 +42,22 @@ def table() -> List[str]:
             n = sum(p.numel() for p in instantiate(cfg.model).parameters()) / 1e6
         pub = PUBLISHED.get(name)
         lines.append(
-            f"| [{name}](configs/COCO/{name}.py) | {n:.2f}M | "
+            f"| [{name}](../configs/COCO/{name}.py) | {n:.2f}M | "
             f"{fmt(pub and pub.params_m, 'M')} | {fmt(pub and pub.box_ap)} | "
             f"{fmt(pub and pub.mask_ap)} |"
         )
     return lines
 
 
-def main() -> None:
+def get_parser() -> argparse.ArgumentParser:
+    """The command line of this tool (no arguments: it prints the table)."""
+    return argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    get_parser().parse_args(argv)
     print("\n".join(table()))
 
 
