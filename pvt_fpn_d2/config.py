@@ -13,7 +13,14 @@ from detectron2.utils.registry import locate
 from detectron2.solver import build_optimizer as d2_build_optimizer
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
-__all__ = ["add_pvt_v2_config", "add_pvt_v2_sem_seg_config", "build_optimizer", "apply_overrides"]
+__all__ = [
+    "add_pvt_v2_config",
+    "add_pvt_v2_sem_seg_config",
+    "build_optimizer",
+    "apply_overrides",
+    "is_override_key",
+    "closest_override_keys",
+]
 
 
 def add_pvt_v2_config(cfg: CN) -> CN:
@@ -146,6 +153,24 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
     return False
 
 
+def is_override_key(cfg: DictConfig, key: str) -> bool:
+    """
+    Whether ``key=value`` (``key`` dotted, without ``+``) overrides something of ``cfg``: a key
+    of the config (one whose value is ``???`` and list items included), or an argument of the
+    LazyCall it belongs to (one the config leaves out; any name where the target takes
+    ``**kwargs``). The rule of :func:`apply_overrides`, and of ``tools/check_docs.py`` for the
+    overrides in the docs. (A yacs config as a DictConfig: its keys and list items.)
+    """
+    return _has_key(cfg, key) or _is_argument_of_lazy_call(cfg, key)
+
+
+def closest_override_keys(cfg: DictConfig, key: str, n: int = 3) -> List[str]:
+    """The at most ``n`` keys of ``cfg`` (list items included) closest to ``key``, best first:
+    the suggestions for a key that :func:`is_override_key` refuses."""
+    keys = _all_keys(OmegaConf.to_container(cfg, resolve=False))
+    return difflib.get_close_matches(key, keys, n=n, cutoff=0.6)
+
+
 def apply_overrides(cfg: DictConfig, overrides: List[str]) -> DictConfig:
     """
     detectron2's ``LazyConfig.apply_overrides``, but a key that is neither in the config nor an
@@ -158,9 +183,8 @@ def apply_overrides(cfg: DictConfig, overrides: List[str]) -> DictConfig:
     plain = []
     for o in OverridesParser.create().parse_overrides(overrides):
         key = o.key_or_group
-        if not (o.is_add() or _has_key(cfg, key) or _is_argument_of_lazy_call(cfg, key)):
-            keys = _all_keys(OmegaConf.to_container(cfg, resolve=False))
-            close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+        if not (o.is_add() or is_override_key(cfg, key)):
+            close = closest_override_keys(cfg, key)
             raise KeyError(
                 f"Override {o.input_line!r}: the config has no key {key!r}."
                 + (f" Did you mean {' or '.join(close)}?" if close else "")
