@@ -276,7 +276,7 @@ def test_inference_task_compares_with_r50_and_breaks_down(tmp_path):
     assert a["label"] == "mask_rcnn_pvt_v2_b0_fpn_1x"
     assert b["label"] == "detectron2:R50-FPN [model.roi_heads.box_predictor.test_topk_per_image=5]"
     assert a["bottom_up"] == "PVTv2Backbone" and b["bottom_up"] == "ResNet"
-    # the models measured are the ones named: the README's b0 size, detectron2's R50-FPN's
+    # the models measured are the ones named: the docs' b0 size, detectron2's R50-FPN's
     assert a["params_m"] == pytest.approx(23.446, abs=1e-3)
     assert b["params_m"] == pytest.approx(44.343, abs=1e-3)  # Mask R-CNN R50-FPN, 80 classes
     c = r["comparison"]
@@ -314,7 +314,7 @@ def test_train_task_act_checkpoint_gives_equal_losses(tmp_path):
     assert a["max_loss_diff_separate_processes"] < 1e-5
     assert a["max_loss_diff_same_process"] < 1e-5
     # what autograd keeps of the backbone's activations at least halves (peak RSS at 64x96 is
-    # mostly the process itself; the README's -69.5% is measured at 800x1333)
+    # mostly the process itself; the docs' -69.5% is measured at 800x1333)
     assert a["saved_activations_ratio"] <= 0.5, a
     assert plain["bottom_up_saved_activations_mb"] > 1
 
@@ -323,12 +323,12 @@ def test_eval_task_fast_equals_pycocotools_and_is_faster(tmp_path):
     args = ["--task", "eval", "--num-images", "20", "--instances", "5", "--iters", "3"]
     e = _run(tmp_path, *args, "--warmup", "1")["eval"]
     assert (e["num_images"], e["gt_instances"]) == (20, 100)
-    assert e["max_abs_stat_diff"] <= 1e-9  # the README's "identical"
+    assert e["max_abs_stat_diff"] <= 1e-9  # the docs' "identical"
     for iou_type in ("bbox", "segm"):
         t = e["per_type"][iou_type]
         assert len(t["pycocotools_stats"]) == len(t["faster_coco_eval_stats"]) == 12
         assert 0.1 < t["pycocotools_stats"][0] < 0.9  # a meaningful AP, not -1 or 0
-    # faster even on this small set (3.4x measured; 5.1x on the README's 500 images): a fast
+    # faster even on this small set (3.4x measured; 5.1x on the docs' 500 images): a fast
     # path that fell back to pycocotools would give ~1
     assert e["speedup"] > 1.5, e
 

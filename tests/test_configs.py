@@ -52,7 +52,7 @@ def test_config_instantiates_matches_published_size_trains_and_infers(path):
     assert cfg.train.init_checkpoint == f"timm://pvt_v2_{variant}"
     n = sum(p.numel() for p in model.parameters()) / 1e6
     published = PUBLISHED.get(_name(path))
-    if published and published.params_m:  # the README: "within 0.05M for every published"
+    if published and published.params_m:  # the docs: "within 0.05M for every published"
         assert abs(n - published.params_m) <= 0.05, (n, published)
 
     # one training step: finite losses, a gradient for every trainable parameter

@@ -539,7 +539,7 @@ def test_default_export_runs_ort_attention_and_standard_ops_are_portable(detecto
 def test_export_model_py_writes_a_file_that_runs_and_prints_no_third_party_warnings(
     detectors, tmp_path
 ):
-    """The README's command: tools/export_model.py with a checkpoint and --ops standard; the
+    """The docs' command: tools/export_model.py with a checkpoint and --ops standard; the
     folder's OnnxPredictor gives the eager detections, and the first screen has only the
     project's own lines (torch.export's trace of torchvision's nms warns once per NMS)."""
     from .test_first_screen import third_party_warnings

@@ -141,7 +141,7 @@ def test_fast_evaluation_equals_pycocotools(tmp_path, max_dets, monkeypatch):
         for k, v in reference[task].items():
             if np.isnan(v):
                 assert np.isnan(ours[task][k]), (task, k)
-            else:  # the README's "identical"
+            else:  # the docs' "identical"
                 assert ours[task][k] == pytest.approx(v, rel=0, abs=1e-9), (task, k)
     # the jittered ground truth scores well but not perfectly: the numbers are real
     assert 30 < ours["bbox"]["AP"] < 100

@@ -59,7 +59,7 @@ dataloader.test.mapper.augmentations = [
 ]
 # one worker (the COCO configs: default_num_workers(), up to 4): it keeps up with these small
 # images and leaves the other core of a 2-core machine to the model; the demo's figures in the
-# README were measured with it (the flips each worker draws depend on the number of workers)
+# docs were measured with it (the flips each worker draws depend on the number of workers)
 dataloader.train.num_workers = 1
 dataloader.test.num_workers = 1
 

@@ -19,7 +19,7 @@ from pvt_fpn_d2.data import coco_json_num_classes, register_coco_json
 from ..COCO.mask_rcnn_pvt_v2_b0_fpn_1x import dataloader, model, optimizer, train
 
 # "???" = must be given on the command line. Exports of annotation tools (Roboflow, CVAT,
-# Label Studio, labelme) load as they are: README "Bring your own data".
+# Label Studio, labelme) load as they are: docs/CUSTOM_DATASETS.md.
 dataset = dict(
     train_json="???",
     train_images="???",

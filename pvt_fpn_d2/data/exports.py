@@ -4,7 +4,7 @@ turns any tool's COCO json into the dataset that training and evaluation both us
 
 :func:`prepare_coco` takes the parsed json and returns a normalised copy (the input is never
 modified) together with what it changed, once per dataset, and the dataset's statistics. Per tool
-(see the README's "Bring your own data" table):
+(see docs/CUSTOM_DATASETS.md, "Annotation tools"):
 
 * **Roboflow**: image and annotation ids from 0 (annotation id 0 is pycocotools' "unmatched"
   marker, so annotations are re-numbered), category 0 is a placeholder named after the project

@@ -228,7 +228,7 @@ def check_coco_dataset(
     report.prepared = prepared
     if prepared.tool:
         report.info.append(
-            f"export: looks like {prepared.tool}'s; read as the README's 'Bring your own data' says"
+            f"export: looks like {prepared.tool}'s; read as docs/CUSTOM_DATASETS.md says"
         )
     for kind, count, message in prepared.notes:
         report.add(False, f"{count} x", message, kind=kind)

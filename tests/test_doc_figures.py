@@ -1,15 +1,15 @@
 """
-Every figure in the README, re-measured by the command the README names and compared with the
-README's own text (issue #20).
+Every measured figure of the docs (README.md and docs/*.md), re-measured by the command its
+table's header names and compared with the docs' own text.
 
 The deterministic figures (the model-zoo sizes, attention blocks) are checked by `make test`.
 The measurements are marked ``benchmark`` and left out of `make test` (setup.cfg); run them on
-an idle machine like the README's (2-core CPU, no GPU), one figure or all:
+an idle machine like the one a table names (2-core CPU, no GPU), one figure or all:
 
-  python -m pytest -m benchmark -s tests/test_readme_figures.py -k eval_speed   # ~1 min
-  python -m pytest -m benchmark -s tests/test_readme_figures.py                # ~2 h
+  python -m pytest -m benchmark -s tests/test_doc_figures.py -k eval_speed   # ~1 min
+  python -m pytest -m benchmark -s tests/test_doc_figures.py                # ~2 h
 
-Each prints "figure: measured M, README R" lines and fails when a figure is off by more than
+Each prints "figure: measured M, docs R" lines and fails when a figure is off by more than
 TOLERANCE.
 """
 
@@ -25,22 +25,33 @@ import pytest
 
 from .conftest import REPO, load_script, run_tool, subprocess_env, tiny_config
 
-#: The one tolerance of the measured figures: a re-run may differ from the README by this fraction
-#: of the README's value (times, ratios, memory, and AP or mIoU after CPU training, which move
+#: The one tolerance of the measured figures: a re-run may differ from the docs by this fraction
+#: of the docs' value (times, ratios, memory, and AP or mIoU after CPU training, which move
 #: with the machine, its load and its thread count). Counts, sizes and GFLOPs are exact: equal to
-#: the README's printed digits.
+#: the docs' printed digits.
 TOLERANCE = 0.25
 
+#: the pages whose figures are checked, as one text
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = "\n".join(page.read_text() for page in PAGES)
 README = (REPO / "README.md").read_text()
+MODEL_ZOO = (REPO / "docs" / "MODEL_ZOO.md").read_text()
 B0 = "configs/COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py"
 B2 = "configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py"
 CONFIGS = {"b0": B0, "b2": B2}
 CL = "model.backbone.bottom_up.channels_last="
-# the README's settings: 2 torch threads, fp32, 800x1333, batch 1
+# the tables' settings: 2 torch threads, fp32, 800x1333, batch 1
 THREADS = ["--threads", "2"]
 
 
 N = r"(\d+(?:\.\d+)?)"  # a number
+
+
+def sentence(pattern: str) -> str:
+    """``pattern`` with each space matching any line break a page's wrapping puts there."""
+    return pattern.replace(" ", r"\s+")
+
+
 #: rows of the export speed table: figure name -> the row's title
 EXPORT_ROWS = {
     "mask_rcnn_b0": "Mask R-CNN b0",
@@ -49,21 +60,21 @@ EXPORT_ROWS = {
     "retinanet_b2": "RetinaNet b2",
 }
 ROW4 = r" \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \|"
-#: Where each figure is in the README's text (one match each; a line break is \s+).
+#: Where each figure is in the docs' text (one match each; a line break is \s+ or \n).
 FIGURES = {
-    "attention": r"`F.scaled_dot_product_attention` \((\d+) in\s+b2, (\d+) in b0",
-    "eval": rf"bbox {N} s vs {N} s \({N}x\), segm {N} s vs {N} s\s+\({N}x\), together {N}x",
-    "eval_detections": r"\(([\d,]+) detections\)",
+    "attention": r"\| (\d+) in b2, (\d+) in b0 \(`F.scaled_dot_product_attention`\)",
+    "eval": rf"\| bbox \| {N} s \| {N} s \| {N}x \|\n\| segm \| {N} s \| {N} s \| {N}x \|\n"
+    rf"\| together \| \| \| {N}x \|",
+    "eval_detections": r"\(500 synthetic images, 20 objects each, ([\d,]+) detections\)",
     **{
         f"backbone_{v}": rf"\| PVT-v2-{v} \| {N} \| {N}x \| \*\*{N}x\*\* \((\d+) ms vs (\d+) ms\) "
         rf"\| {N}x \| {N}x \|"
         for v in ("b0", "b2")
     },
-    "vs_timm": rf"the time ratio is\s+{N} and the outputs are identical \(max difference 0\)",
-    "channels_last": rf"b2 {N}x the time, b0 {N}x, peak memory -(\d+)% and\s+-(\d+)%, outputs "
-    r"equal to ([\d.e-]+) \(b2\) and ([\d.e-]+) \(b0\)",
-    "fused_gelu": r"\(A fused, B `fuse_gelu=False`, 800x1344\): "
-    rf"b2 {N}x the time, b0 {N}x, outputs equal \(max\s+difference 0\)",
+    "vs_timm": rf"time ratio {N}, outputs identical \(difference 0\)",
+    "channels_last": rf"time b2 {N}x, b0 {N}x; peak memory b2 -(\d+)%, b0 -(\d+)%; outputs equal "
+    r"to ([\d.e-]+) \(b2\), ([\d.e-]+) \(b0\)",
+    "fused_gelu": rf"against timm's two ops \| {N}x \| {N}x \| 0 \|",
     "bottom-up": r"\| bottom-up" + ROW4,
     "FPN": r"\| FPN" + ROW4,
     "proposal generator": r"\| proposal generator" + ROW4,
@@ -73,26 +84,23 @@ FIGURES = {
         f"export_{name}": rf"\| {title} \| {N} s \| {N}x \| {N}x \| {N}x \|"
         for name, title in EXPORT_ROWS.items()
     },
-    "export_thresh0": rf"eager takes {N} s, ONNX Runtime {N}x \(default\) and {N}x \(standard\),"
-    rf"\s+OpenVINO\s+{N}x, at the same (\d+) detections",
+    "export_thresh0": r"\| Mask R-CNN b0, score threshold 0 \((\d+) detections\) "
+    rf"\| {N} s \| {N}x \| {N}x \| {N}x \|",
     "whole_ratio": rf"\*\*latency ratio to R50\*\* \| \*\*{N}x\*\* \| \| \*\*{N}x\*\*",
-    "whole_gflops": r"Whole-model GFLOPs \(fvcore, the same input and 100 detections each\): "
-    rf"b0 {N}, b2 {N}, R50\s+{N}, FLOP ratios {N}x and {N}x",
-    "whole_default": rf"whole-model ratios are b0 {N}x and b2 {N}x \(bottom-up (\d+)%\s+of b2's "
-    r"time\)",
-    "act_checkpoint": r"peak memory \(process RSS\)\s+(\d+) MB -> (\d+) MB \(-([\d.]+)%\) for "
-    r"(\d+)% more time, first-step losses identical \(difference 0\)",
-    "amp": r"evaluation of the tiny test set: (\d+) s\s+against (\d+) s for bf16",
+    "whole_gflops": rf"\| GFLOPs \(fvcore\) \| {N} \| {N} \| {N} \| {N} \|\n"
+    rf"\| FLOP ratio to R50 \| {N}x \| \| {N}x \| \|",
+    "whole_default": rf"\| latency ratio, both in the default layout \| {N}x \| \| {N}x "
+    r"\(bottom-up (\d+)%\) \| \|",
+    "act_checkpoint": r"peak memory (\d+) MB -> (\d+) MB \(-([\d.]+)%\), (\d+)% more time, "
+    r"first-step losses identical \(difference 0\)",
+    "amp": r"\| fp16 (\d+) s, bf16 (\d+) s \|",
     "demo_wall": r"\*\*(\d+) min (\d+) s wall time\*\*",
-    "demo_steps": rf"(\d+) iterations\s+of 4 images in (\d+) min (\d+) s at {N} s/iteration, "
+    "demo_steps": rf"(\d+) iterations of 4 images in (\d+) min (\d+) s at {N} s/iteration,\s+"
     r"evaluation of the 50 validation images in (\d+) s",
     "demo_bbox": r"\| bbox \| " + r" \| ".join([N] * 8) + r" \|",
     "demo_segm": r"\| segm \| " + r" \| ".join([N] * 8) + r" \|",
-    "semantic": rf"reached mIoU {N} \(pixel accuracy {N}; IoU background {N}, circle {N}, "
-    rf"triangle {N},\s+square {N}\) on the 50 validation images at iteration 500 of its 1000, "
-    r"after (\d+) min (\d+) s",
-    "data": rf"start to the first training batch {N} s, evaluator set-up\s+{N} s, peak memory "
-    r"(\d+) MB",
+    "data": r"\| start to the first training batch \| evaluator set-up \| peak memory \|\n"
+    rf"\|---\|---\|---\|\n\| {N} s \| {N} s \| (\d+) MB \|",
     **{
         f"semseg_{head}": rf"\| {title} \(`{config}`\) \| {N} \| {N} \|"
         for head, title, config in (
@@ -112,22 +120,24 @@ FIGURES = {
     "depth": rf"\| trained \(`depth_pvt_v2_b0_synthetic.py`, 600 iterations\) \| {N} \| {N} \| "
     rf"{N} \| {N} \|",
     "depth_mean": rf"\| the training set's mean depth everywhere \| {N} \| {N} \| {N} \| {N} \|",
-    "finetune": r"`masks: all (\d+) objects\s+have a mask`, `most objects in one image: (\d+) "
-    r"\(000013.jpg\)`; 10 iterations of 2 images and the\s+evaluation of the 10 validation images "
-    r"took (\d+) min (\d+) s \((\d+) s per iteration",
+    "finetune": sentence(
+        r"as written: (\d+) min (\d+) s in all. The check prints `masks: all (\d+) objects have "
+        r"a mask` and `most objects in one image: (\d+) \(000013.jpg\)`; each of the 10 "
+        rf"iterations of 2 images takes {N} s"
+    ),
 }
 
 
-def readme(figure: str):
-    """The numbers of a README figure (FIGURES), as floats."""
-    found = re.findall(FIGURES[figure], README)
-    assert len(found) == 1, f"README: {len(found)} matches of {figure!r}: {FIGURES[figure]!r}"
+def documented(figure: str):
+    """The numbers of a figure of the docs (FIGURES), as floats."""
+    found = re.findall(FIGURES[figure], DOCS)
+    assert len(found) == 1, f"docs: {len(found)} matches of {figure!r}: {FIGURES[figure]!r}"
     groups = found[0] if isinstance(found[0], tuple) else (found[0],)
     return [float(g.replace(",", "")) for g in groups]
 
 
 class Figures:
-    """Measured figures against the README's, printed, then checked together."""
+    """Measured figures against the docs', printed, then checked together."""
 
     def __init__(self):
         self.rows = []
@@ -142,9 +152,9 @@ class Figures:
 
     def check(self):
         for name, m, r, ok, how in self.rows:
-            print(f"{'ok  ' if ok else 'OFF '} {name}: measured {m:.4g}, README {r:g} ({how})")
+            print(f"{'ok  ' if ok else 'OFF '} {name}: measured {m:.4g}, docs {r:g} ({how})")
         off = [row[0] for row in self.rows if not row[3]]
-        assert not off, f"figures off the README: {off}"
+        assert not off, f"figures off the docs: {off}"
 
 
 def benchmark(*args) -> dict:
@@ -162,17 +172,32 @@ def _seconds(text: str) -> float:
 
 
 @pytest.mark.parametrize("figure", FIGURES)
-def test_the_benchmarks_find_their_figure_in_the_readme(figure):
-    """A README edit that moves a figure out of a benchmark's sight fails here, in make test."""
-    assert readme(figure)
+def test_the_benchmarks_find_their_figure_in_the_docs(figure):
+    """A docs edit that moves a figure out of a benchmark's sight fails here, in make test."""
+    assert documented(figure)
 
 
 def test_model_zoo_table_is_what_the_configs_build():
-    """The README's table is `python tools/model_zoo_table.py`'s output, row for row."""
+    """MODEL_ZOO.md's table is `python tools/model_zoo_table.py`'s output, row for row."""
     rows = load_script("tools/model_zoo_table.py", "table").table()
     assert len(rows) == 2 + 16
-    missing = [row for row in rows if row not in README.splitlines()]
-    assert missing == [], "README rows differ from tools/model_zoo_table.py"
+    missing = [row for row in rows if row not in MODEL_ZOO.splitlines()]
+    assert missing == [], f"docs/MODEL_ZOO.md rows differ from tools/model_zoo_table.py: {missing}"
+
+
+def test_readme_model_zoo_rows_agree_with_the_full_table():
+    """Each row of the README's short table has the size and AP of MODEL_ZOO.md's row."""
+    cell = r"\| \[(\w+)\]\((?:\.\./)?configs/COCO/\1\.py\) \| "
+    short = re.findall(cell + r"([\d.]+M) \| ([\d.-]+) \| ([\d.-]+) \|$", README, re.M)
+    full = {
+        name: (params, box, mask)
+        for name, params, _, box, mask in re.findall(
+            cell + r"([\d.]+M) \| ([\d.M-]+) \| ([\d.-]+) \| ([\d.-]+) \|$", MODEL_ZOO, re.M
+        )
+    }
+    assert len(short) >= 4 and len(full) == 16, (len(short), len(full))
+    for name, params, box, mask in short:
+        assert full[name] == (params, box, mask), f"README row {name} differs from MODEL_ZOO.md"
 
 
 def test_attention_blocks_of_b0_and_b2():
@@ -181,7 +206,7 @@ def test_attention_blocks_of_b0_and_b2():
     from pvt_fpn_d2 import PVTv2Backbone
     from benchmarks import attention_modules
 
-    b2, b0 = readme("attention")
+    b2, b0 = documented("attention")
     with torch.device("meta"):
         assert len(attention_modules(PVTv2Backbone("pvt_v2_b2"))) == b2
         assert len(attention_modules(PVTv2Backbone("pvt_v2_b0"))) == b0
@@ -193,8 +218,8 @@ def test_attention_blocks_of_b0_and_b2():
 @pytest.mark.benchmark
 def test_eval_speedup():
     """`python tools/benchmark.py --task eval` (about 1 min)."""
-    bbox_fast, bbox_py, bbox_x, segm_fast, segm_py, segm_x, both = readme("eval")
-    (detections,) = readme("eval_detections")
+    bbox_fast, bbox_py, bbox_x, segm_fast, segm_py, segm_x, both = documented("eval")
+    (detections,) = documented("eval_detections")
     e = benchmark("--task", "eval")["eval"]
     f = Figures()
     f.exact("detections", e["detections"], detections)
@@ -216,7 +241,7 @@ def test_large_json():
     """`python tools/benchmark.py --task data --iters 2` (about 2 min; the dataset is generated
     once into datasets/large_coco). The figures of the older commit come from
     `--other-checkout` on a worktree of it and are not re-measured here."""
-    first_batch, evaluator, peak = readme("data")
+    first_batch, evaluator, peak = documented("data")
     d = benchmark("--task", "data", "--iters", "2")["data"]["A"]
     f = Figures()
     f.close("start to first batch s", d["start_to_first_batch_s"], first_batch)
@@ -230,8 +255,8 @@ def test_large_json():
 def test_backbone_against_r50(variant):
     """The backbone table: `--task backbone --compare detectron2:R50-FPN`, both channels-last
     (`--layout best`), both in the default layout, and out of the box (PVT-v2 channels-last, R50
-    default) (b0: about 2 min, b2: about 4 min on the README's machine)."""
-    gflops, gflops_x, best_x, best_ms, r50_ms, default_x, oob_x = readme(f"backbone_{variant}")
+    default) (b0: about 2 min, b2: about 4 min on the table's machine)."""
+    gflops, gflops_x, best_x, best_ms, r50_ms, default_x, oob_x = documented(f"backbone_{variant}")
     compare = ["--task", "backbone", "--compare", "detectron2:R50-FPN", *THREADS]
     best = benchmark("--config-file", CONFIGS[variant], *compare, "--layout", "best")
     compare += ["--no-flops", "--layout", "default"]
@@ -251,7 +276,7 @@ def test_backbone_against_r50(variant):
 @pytest.mark.benchmark
 def test_wrapper_against_timm():
     """`--task backbone --vs-timm` on b2 (about 4 min)."""
-    (ratio,) = readme("vs_timm")
+    (ratio,) = documented("vs_timm")
     r = benchmark("--config-file", B2, "--task", "backbone", "--vs-timm", "--no-flops", *THREADS)
     f = Figures()
     f.close(
@@ -267,7 +292,7 @@ def test_wrapper_against_timm():
 @pytest.mark.parametrize("variant", ["b0", "b2"])
 def test_channels_last_alone(variant):
     """`--task backbone CL=True --compare-opt CL=False` (b0: about 2 min, b2: about 6 min)."""
-    b2_x, b0_x, b2_mem, b0_mem, b2_diff, b0_diff = readme("channels_last")
+    b2_x, b0_x, b2_mem, b0_mem, b2_diff, b0_diff = documented("channels_last")
     x, mem, diff = {"b0": (b0_x, b0_mem, b0_diff), "b2": (b2_x, b2_mem, b2_diff)}[variant]
     r = benchmark(
         "--config-file", CONFIGS[variant], "--task", "backbone", "--no-flops", *THREADS,
@@ -285,7 +310,7 @@ def test_channels_last_alone(variant):
 def test_fused_gelu_alone(variant):
     """`--task backbone --compare-opt model.backbone.bottom_up.fuse_gelu=False` (b0: about 1
     min, b2: about 2 min)."""
-    b2_x, b0_x = readme("fused_gelu")
+    b2_x, b0_x = documented("fused_gelu")
     r = benchmark(
         "--config-file", CONFIGS[variant], "--task", "backbone", "--no-flops", *THREADS,
         "--compare-opt", "model.backbone.bottom_up.fuse_gelu=False",
@@ -302,7 +327,7 @@ def test_fused_gelu_alone(variant):
 def test_whole_model_against_r50(variant):
     """The Mask R-CNN breakdown: `--task inference --compare detectron2:R50-FPN`, both
     channels-last, and the default-layout ratio (b0: about 4 min, b2: about 6 min on the
-    README's machine)."""
+    table's machine)."""
     col = {"b0": 0, "b2": 2}[variant]
     rows = {"bottom-up": "bottom_up", "FPN": "fpn", "proposal generator": "proposal_generator"}
     rows.update({"ROI heads": "roi_heads"})
@@ -310,30 +335,30 @@ def test_whole_model_against_r50(variant):
     run = benchmark("--config-file", CONFIGS[variant], *compare, "--layout", "best")
     compare.append("--no-flops")
     f = Figures()
-    b0_gflops, b2_gflops, r50_gflops, b0_x, b2_x = readme("whole_gflops")
+    b0_gflops, r50_gflops, b2_gflops, _, b0_x, b2_x = documented("whole_gflops")
     gflops, x = {"b0": (b0_gflops, b0_x), "b2": (b2_gflops, b2_x)}[variant]
     f.exact("whole-model GFLOPs", run["models"][0]["gflops"], gflops, 1)
     f.exact("R50 whole-model GFLOPs", run["models"][1]["gflops"], r50_gflops, 1)
     f.exact("whole-model FLOP ratio", run["comparison"]["gflops_ratio"], x, 2)
     for title, key in rows.items():
-        cells = readme(title)
+        cells = documented(title)
         for model, name in [(0, variant), (1, "R50")]:
             ms, share = cells[2 * (col + model)], cells[2 * (col + model) + 1]
             part = run["models"][model]["components"][key]
             f.close(f"{name} {title} ms", part["ms"], ms)
             f.close(f"{name} {title} share %", 100 * part["share"], share)
-    totals = readme("total")
+    totals = documented("total")
     for model, name in [(0, variant), (1, "R50")]:
         f.close(
             f"{name} total ms",
             run["models"][model]["components"]["total"]["ms"],
             totals[col + model],
         )
-    ratios = readme("whole_ratio")
+    ratios = documented("whole_ratio")
     f.close(
         "latency ratio to R50", run["comparison"]["latency"]["median_of_ratios"], ratios[col // 2]
     )
-    b0_ratio, b2_ratio, b2_share = readme("whole_default")
+    b0_ratio, b2_ratio, b2_share = documented("whole_default")
     default = benchmark("--config-file", CONFIGS[variant], *compare, "--layout", "default")
     f.close(
         "default layout: latency ratio",
@@ -350,7 +375,7 @@ def test_whole_model_against_r50(variant):
 @pytest.mark.parametrize("name", EXPORT_ROWS)
 def test_export_speed(name):
     """A row of the export table: `--task export` (b0: about 2 min, b2: about 3 min)."""
-    eager_s, ort_x, ort_std_x, openvino_x = readme(f"export_{name}")
+    eager_s, ort_x, ort_std_x, openvino_x = documented(f"export_{name}")
     family, variant = name.rsplit("_", 1)
     config = f"configs/COCO/{family}_pvt_v2_{variant}_fpn_1x.py"
     r = benchmark("--config-file", config, "--task", "export", "--iters", "3", *THREADS)
@@ -359,7 +384,7 @@ def test_export_speed(name):
 
 
 def _export_figures(m: dict, eager_s, ort_x, ort_std_x, openvino_x) -> Figures:
-    """One `--task export` model's eager time and ratios against the README's."""
+    """One `--task export` model's eager time and ratios against the docs'."""
     sides = m["sides"]
     f = Figures()
     f.close("eager s", sides["eager"]["median_ms"] / 1000, eager_s)
@@ -376,7 +401,7 @@ def _export_figures(m: dict, eager_s, ort_x, ort_std_x, openvino_x) -> Figures:
 def test_export_speed_at_score_threshold_0():
     """The export paragraph at score threshold 0 (b0 Mask R-CNN, 100 detections, per-class NMS
     over 80,000 boxes; 5 iterations): about 3 min."""
-    eager_s, ort_x, ort_std_x, openvino_x, detections = readme("export_thresh0")
+    detections, eager_s, ort_x, ort_std_x, openvino_x = documented("export_thresh0")
     thresh = "model.roi_heads.box_predictor.test_score_thresh=0.0"
     r = benchmark("--config-file", B0, "--task", "export", "--iters", "5", *THREADS, thresh)
     (m,) = r["export"]
@@ -389,7 +414,7 @@ def test_export_speed_at_score_threshold_0():
 @pytest.mark.benchmark
 def test_activation_checkpointing_memory():
     """`--task train --batch-size 2 --compare-act-checkpoint` on b2 (about 10 min, 9 GB)."""
-    plain_mb, ckpt_mb, saved, more_time = readme("act_checkpoint")
+    plain_mb, ckpt_mb, saved, more_time = documented("act_checkpoint")
     r = benchmark(
         "--config-file", B2, "--task", "train", "--batch-size", "2", "--compare-act-checkpoint",
         "--no-flops", *THREADS,
@@ -408,7 +433,7 @@ def test_activation_checkpointing_memory():
 @pytest.mark.benchmark
 def test_fp16_and_bf16_on_the_cpu(tmp_path, tiny_dataset):
     """2 iterations + evaluation of the tests' tiny set with train_net.py (about 3 min)."""
-    fp16_s, bf16_s = readme("amp")
+    fp16_s, bf16_s = documented("amp")
     f = Figures()
     for precision, figure in [("fp16", fp16_s), ("bf16", bf16_s)]:
         (tmp_path / precision).mkdir()
@@ -430,8 +455,8 @@ def test_fp16_and_bf16_on_the_cpu(tmp_path, tiny_dataset):
 @pytest.mark.benchmark
 def test_make_demo(tmp_path):
     """`make demo`, the whole of it, into a temporary folder (about 5 min here)."""
-    minutes, seconds = readme("demo_wall")
-    iters, train_min, train_s, per_iter, eval_s = readme("demo_steps")
+    minutes, seconds = documented("demo_wall")
+    iters, train_min, train_s, per_iter, eval_s = documented("demo_steps")
     out = tmp_path / "demo"
     r = subprocess.run(
         ["make", "-s", "demo", f"PY={sys.executable}"],
@@ -456,7 +481,7 @@ def test_make_demo(tmp_path):
     results = json.loads((out / "eval_results.json").read_text())
     keys = ["AP", "AP50", "AP75", "APs", "APm", "AP-circle", "AP-triangle", "AP-square"]
     for task in ("bbox", "segm"):
-        cells = readme(f"demo_{task}")
+        cells = documented(f"demo_{task}")
         for key, value in zip(keys, cells):
             f.close(f"{task} {key}", results[task][key], value)
     f.check()
@@ -497,42 +522,19 @@ def _train_until_evaluated(config, args, out, iteration):
 
 
 @pytest.mark.benchmark
-def test_semantic_synthetic_miou(tmp_path):
-    """The concat-head synthetic config until its evaluation at iteration 500 (about 15 min)."""
-    miou, pacc, background, circle, triangle, square, minutes, seconds = readme("semantic")
-    data = tmp_path / "synthetic"
-    run_tool("datasets/prepare_synthetic.py", "--out", data)
-    args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
-            for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
-    start = time.perf_counter()
-    row = _train_until_evaluated(
-        "configs/SemSeg/pvt_v2_b0_fpn_concat_synthetic.py", args, tmp_path / "out", 500
-    )
-    elapsed = time.perf_counter() - start
-    f = Figures()
-    f.exact("evaluated at iteration", row["iteration"] + 1, 500)
-    f.close("minutes to the evaluation", elapsed / 60, minutes + seconds / 60)
-    for key, value in [("mIoU", miou), ("pACC", pacc), ("IoU-background", background)]:
-        f.close(key, row[f"sem_seg/{key}"], value)
-    for key, value in [("circle", circle), ("triangle", triangle), ("square", square)]:
-        f.close(f"IoU-{key}", row[f"sem_seg/IoU-{key}"], value)
-    f.check()
-
-
-@pytest.mark.benchmark
 @pytest.mark.parametrize("head", ["concat", "semantic_fpn", "upernet"])
 def test_semantic_heads_at_the_same_iteration(tmp_path, head):
     """The three heads' synthetic configs until their evaluation at iteration 500 (about 10 min
     each); UPerNet also to 1000."""
     config = re.search(r"`([^`]+)`", FIGURES[f"semseg_{head}"].replace("\\", "")).group(1)
-    miou, pacc = readme(f"semseg_{head}")
+    miou, pacc = documented(f"semseg_{head}")
     data = tmp_path / "synthetic"
     run_tool("datasets/prepare_synthetic.py", "--out", data)
     args = [f"dataset.{s}_{k}={data}/{s}/{d}" for s in ("train", "val")
             for k, d in (("images", "images"), ("labels", "sem_seg"))]  # fmt: skip
     iterations = [500, 1000] if head == "upernet" else [500]
     f = Figures()
-    for it, (m, p) in zip(iterations, [(miou, pacc)] + [readme("upernet_1000")]):
+    for it, (m, p) in zip(iterations, [(miou, pacc)] + [documented("upernet_1000")]):
         row = _train_until_evaluated(f"configs/SemSeg/{config}", args, tmp_path / str(it), it)
         f.close(f"mIoU at {it}", row["sem_seg/mIoU"], m)
         f.close(f"pixel accuracy at {it}", row["sem_seg/pACC"], p)
@@ -544,7 +546,7 @@ def test_semantic_heads_at_the_same_iteration(tmp_path, head):
 def test_classifier_heads(tmp_path, head):
     """The classification demo, GAP of P5 against GAP of res5, 600 iterations (a few min)."""
     config = re.search(r"`([^`]+)`", FIGURES[f"classifier_{head}"].replace("\\", "")).group(1)
-    top1, mean_acc = readme(f"classifier_{head}")
+    top1, mean_acc = documented(f"classifier_{head}")
     data = tmp_path / "synthetic"
     run_tool("datasets/prepare_synthetic.py", "--out", data, "--classification")
     args = [f"dataset.{s}_root={data}/classification/{s}" for s in ("train", "val")]
@@ -561,7 +563,7 @@ def test_depth_against_the_mean_baseline(tmp_path):
     from pvt_fpn_d2.data import generate_synthetic_depth, read_depth
     from pvt_fpn_d2.evaluation import depth_metrics
 
-    trained, mean_row = readme("depth"), readme("depth_mean")
+    trained, mean_row = documented("depth"), documented("depth_mean")
     out = generate_synthetic_depth(str(tmp_path / "depth"))
     train = [read_depth(str(f), 1000) for f in sorted(Path(out["train"]["depth_root"]).glob("*"))]
     mean = float(np.mean(np.concatenate([t.ravel() for t in train])))
@@ -580,39 +582,28 @@ def test_depth_against_the_mean_baseline(tmp_path):
 
 
 @pytest.mark.benchmark
-def test_finetune_walkthrough(tmp_path):
-    """The README's fine-tuning walk-through as written (data, check, 10 iterations, eval)."""
-    objects, most, minutes, seconds, per_iteration = readme("finetune")
-    d = tmp_path / "synthetic_small"
-    run = dict(check=True, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
-    subprocess.run(
-        [sys.executable, "datasets/prepare_synthetic.py", "--out", str(d)]
-        + ["--num-train", "60", "--num-val", "10", "--no-semantic"],
-        **run,
-    )
-    check = subprocess.run(
-        [sys.executable, "-m", "pvt_fpn_d2.check_dataset"]
-        + ["--json", f"{d}/train/annotations.json", "--images", f"{d}/train/images"],
-        **run,
-    ).stdout
-    data = [f"dataset.{s}_json={d}/{s}/annotations.json" for s in ("train", "val")]
-    data += [f"dataset.{s}_images={d}/{s}/images" for s in ("train", "val")]
-    out = tmp_path / "out"
+def test_custom_data_walkthrough(tmp_path):
+    """docs/CUSTOM_DATASETS.md's walk-through, run as written in a plain clone (data, check, 10
+    iterations, evaluation, prediction; about 5 min): its wall time and the check's figures."""
+    from .test_docs_run import plain_clone, run_block, runnable_block
+
+    minutes, seconds, objects, most, per_iteration = documented("finetune")
+    block = runnable_block(REPO / "docs" / "CUSTOM_DATASETS.md", "Walk-through")
+    clone = plain_clone(tmp_path / "clone")
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "train_net.py", "--config-file"]
-        + ["configs/finetune/mask_rcnn_pvt_v2_b0_fpn_coco_json.py", *data, "train.init_checkpoint="]
-        + ["train.max_iter=10", "train.eval_period=10", "dataloader.train.total_batch_size=2"]
-        + [f"train.output_dir={out}"],
-        **run,
-    )
+    out = run_block(block, clone, tmp_path, timeout=1800)
     wall = time.perf_counter() - start
-    (train_time,) = re.findall(r"Total training time: (\S+) \(", (out / "log.txt").read_text())
-    f = Figures()
-    f.exact(
-        "objects with a mask", float(re.findall(r"masks: all (\d+) objects", check)[0]), objects
+    log = (clone / "output/finetune_small/log.txt").read_text()
+    (train_time,) = re.findall(r"Total training time: (\S+) \(", log)
+    results = json.loads((clone / "output/finetune_small/eval_results.json").read_text())
+    predictions = json.loads(
+        (clone / "output/finetune_small/predictions/predictions.json").read_text()
     )
-    f.exact("most objects in one image", float(re.findall(r"one image: (\d+)", check)[0]), most)
-    f.close("train + eval, s", wall, 60 * minutes + seconds)
+    f = Figures()
+    f.exact("objects with a mask", float(re.findall(r"masks: all (\d+) objects", out)[0]), objects)
+    f.exact("most objects in one image", float(re.findall(r"one image: (\d+)", out)[0]), most)
+    f.exact("bbox and segm evaluated", float({"bbox", "segm"} <= set(results)), 1.0)
+    f.exact("validation images predicted", float(len(predictions["images"])), 10.0)
+    f.close("whole walk-through, s", wall, 60 * minutes + seconds)
     f.close("s per iteration", _seconds(train_time) / 10, per_iteration)
     f.check()
