@@ -394,6 +394,104 @@ def test_the_onnx_predictor_checks_its_input(detectors, tmp_path):
         OnnxPredictor(str(tmp_path))
 
 
+@pytest.fixture(scope="session")
+def nms_detectors(tmp_path_factory, tiny_dataset):
+    """Faster R-CNN and RetinaNet (PVT-v2-b0, random weights) with the NMS IoU threshold 0.3,
+    not detectron2's 0.5, exported once per test run. Faster R-CNN's score threshold is not
+    0.05 either: it lies in the widest gap between the scores of eager's detections on the
+    first test image (score threshold 0, no limit on their number), at least 10 on each side,
+    so that eager and ONNX Runtime keep the same ones. RetinaNet keeps threshold 0 (its random
+    scores are all ~0.01, too close together for a threshold between them)."""
+
+    def faster_rcnn(folder):
+        box = "model.roi_heads.box_predictor"
+        overrides = [f"{box}.test_nms_thresh=0.3", f"{box}.test_score_thresh=0.0"]
+        path = tiny_config(folder, tiny_dataset, "faster_rcnn_pvt_v2_b0_fpn_coco_json.py",
+                           overrides=overrides)  # fmt: skip
+        cfg = LazyConfig.load(str(path))
+        torch.manual_seed(0)  # the weights _export then saves again, under the same name
+        checkpoint = folder / f"{folder.name}.pth"
+        torch.save({"model": instantiate(cfg.model).state_dict()}, checkpoint)
+        with datasets_registered_here_removed():
+            eager = Predictor(cfg, str(checkpoint))
+        eager.model.roi_heads.box_predictor.test_topk_per_image = -1
+        scores = eager.predict(_images()[0])["instances"].scores.sort(descending=True).values
+        gaps = scores[9:-11] - scores[10:-10]  # scores[i] - scores[i + 1], i in [9, N - 11)
+        i = 9 + int(gaps.argmax())
+        assert float(gaps.max()) > 2e-3, scores
+        cfg.model.roi_heads.box_predictor.test_score_thresh = float(scores[i] + scores[i + 1]) / 2
+        LazyConfig.save(cfg, str(path))
+        return path
+
+    def retinanet(folder):
+        overrides = ["model.test_nms_thresh=0.3", "model.test_score_thresh=0.0"]
+        return tiny_config(folder, tiny_dataset, "retinanet_pvt_v2_b0_fpn_coco_json.py",
+                           overrides=overrides)  # fmt: skip
+
+    makers = {"faster_rcnn_nms": faster_rcnn, "retinanet_nms": retinanet}
+
+    class Exports(dict):  # exported when a test first asks for one
+        def __missing__(self, name):
+            self[name] = _export_once(tmp_path_factory, name, makers[name])
+            return self[name]
+
+    return Exports()
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn_nms", "retinanet_nms"])
+def test_the_exported_nms_uses_the_configs_thresholds(nms_detectors, name):
+    """Every other export test keeps detectron2's NMS IoU threshold (0.5): here it is 0.3, and
+    Faster R-CNN's score threshold is between its scores, so that a graph with 0.5 (or 0.05)
+    written into it keeps other detections than eager."""
+    cfg, checkpoint, folder = nms_detectors[name]
+    eager = Predictor(cfg, str(checkpoint))
+    onnx = OnnxPredictor(str(folder))
+    if name == "faster_rcnn_nms":
+        head, limit, images = eager.model.roi_heads.box_predictor, "test_topk_per_image", 1
+        assert 0.05 < head.test_score_thresh < 1
+        defaults = {"test_nms_thresh": 0.5, "test_score_thresh": 0.05}
+    else:
+        head, limit, images = eager.model, "max_detections_per_image", 3
+        defaults = {"test_nms_thresh": 0.5}
+    assert head.test_nms_thresh == 0.3 and getattr(head, limit) == 100
+    for image in _images()[:images]:
+        a, b = eager.predict(image)["instances"], onnx.predict(image)["instances"]
+        assert_same_instances(a, b)
+        assert 10 <= len(a) < 100  # not cut by the limit: every kept detection counts
+        # each threshold matters on this image: eager keeps more with detectron2's default
+        for key, default in defaults.items():
+            ours = getattr(head, key)
+            setattr(head, key, default)
+            kept = len(eager.predict(image)["instances"])
+            setattr(head, key, ours)
+            assert kept > len(a), (key, kept, len(a))
+
+
+def test_the_onnx_predictor_names_an_image_too_small_after_the_test_resize(nms_detectors):
+    """A long thin image that the test resize (short edge 96, long edge at most 128) leaves
+    under the exported graph's minimum, and a config whose resize does: the sizes found and
+    the way out."""
+    cfg, checkpoint, folder = nms_detectors["faster_rcnn_nms"]
+    onnx = OnnxPredictor(str(folder))
+    low = json.loads((folder / "export.json").read_text())["input"]["min_size"]
+    assert low >= 32
+    # 20x400 -> short edge 96 (96x1920) -> long edge 128: 6.4x128, rounded to 6x128
+    thin = np.full((20, 400, 3), 128, np.uint8)
+    with pytest.raises(ValueError) as info:
+        onnx.predict(thin)
+    message = str(info.value)
+    assert "20x400" in message and "6x128" in message and f"{low}x{low}" in message, message
+    assert "Pad the image" in message and "dataloader.test.mapper.augmentations" in message
+    # 40x100 -> 51x128: runs
+    assert onnx.predict(np.full((40, 100, 3), 128, np.uint8))["instances"].image_size == (40, 100)
+
+    small = LazyConfig.load(str(folder / "config.yaml"))
+    resize = small.dataloader.test.mapper.augmentations[0]
+    resize.short_edge_length, resize.max_size = 16, 1333
+    with pytest.raises(ValueError, match="96x128 image is 16x21 after the test resize"):
+        OnnxPredictor(str(folder), small).predict(_images()[0])
+
+
 def test_the_onnx_predictor_uses_as_many_threads_as_torch(detectors, monkeypatch):
     """ONNX Runtime's own default (a spinning thread per core) ignores OMP_NUM_THREADS and the
     eager side's torch threads; the predictor follows torch unless told otherwise."""

@@ -212,3 +212,93 @@ def test_annotation_id_zero_is_evaluated_correctly(tmp_path):
     )
     assert res["bbox"]["AP"] == pytest.approx(100.0)
     assert pairs  # the dataset loads
+
+
+def _write_mixed_dataset(root, num_images=3, seed=0):
+    """A COCO json as CVAT writes it: per image two polygon objects and two rectangles
+    (``segmentation: []``), categories 1 and 2 on both kinds."""
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    h, w = 120, 160
+    for i in range(num_images):
+        images.append({"id": i + 1, "file_name": f"{i}.jpg", "height": h, "width": w})
+        Image.new("RGB", (w, h), (90, 120, 150)).save(root / "images" / f"{i}.jpg")
+        for j in range(4):  # one per quadrant, so that no two overlap
+            bw, bh = rng.integers(20, 50), rng.integers(20, 40)
+            x = int(rng.integers(0, w // 2 - bw)) + (w // 2) * (j % 2)
+            y = int(rng.integers(0, h // 2 - bh)) + (h // 2) * (j // 2)
+            poly = [x, y, x + bw, y, x + bw * 0.7, y + bh, x, y + bh * 0.8]
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1 + j % 2,
+                    "segmentation": [[float(v) for v in poly]] if j < 2 else [],
+                    "bbox": [float(x), float(y), float(bw), float(bh)],
+                    "area": float(bw * bh),
+                    "iscrowd": 0,
+                }
+            )
+    cats = [{"id": 1, "name": "fire"}, {"id": 2, "name": "smoke"}]
+    path = root / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return {"json_file": str(path), "image_root": str(root / "images")}
+
+
+@pytest.mark.parametrize("box_only", ["wrong_mask", "not_predicted"])
+@pytest.mark.parametrize("impl", ["faster_coco_eval", "pycocotools"])
+def test_mask_ap_ignores_objects_without_a_mask(tmp_path, box_only, impl):
+    """Rectangles (no mask) beside polygons: mask AP ignores them, whatever is predicted there
+    (a wrong mask: a 3x3 blob in the box's corner, ranked first; or nothing). Box AP counts
+    them as any object. Evaluated with the config's evaluator."""
+    from detectron2.config import LazyConfig, instantiate
+
+    from .conftest import tiny_config
+
+    split = _write_mixed_dataset(tmp_path / "data")
+    cfg = LazyConfig.load(str(tiny_config(tmp_path, {"train": split, "val": split})))
+    if impl == "pycocotools":
+        cfg.dataloader.evaluator.use_fast_impl = False
+    evaluator = instantiate(cfg.dataloader.evaluator)
+    assert isinstance(evaluator, COCOEvaluator)
+    name = instantiate(cfg.dataloader.test.dataset.names)
+    truth = json.loads(open(split["json_file"]).read())
+    contiguous = MetadataCatalog.get(name).thing_dataset_id_to_contiguous_id
+    h, w = 120, 160
+    evaluator.reset()
+    box_only_count = 0
+    for image in truth["images"]:  # the json itself, not the loader's view of it
+        boxes, scores, classes, masks = [], [], [], []
+        for a in truth["annotations"]:
+            if a["image_id"] != image["id"]:
+                continue
+            x, y, bw, bh = a["bbox"]
+            m = np.zeros((h, w), bool)
+            if a["segmentation"]:
+                rle = mask_util.frPyObjects(a["segmentation"], h, w)
+                m = mask_util.decode(mask_util.merge(rle)).astype(bool)
+                score = 0.9
+            else:
+                box_only_count += 1
+                if box_only == "not_predicted":
+                    continue
+                m[int(y) : int(y) + 3, int(x) : int(x) + 3] = True
+                score = 1.0  # ahead of every true mask: a false positive would cost AP
+            boxes.append([x, y, x + bw, y + bh])
+            scores.append(score)
+            classes.append(contiguous[a["category_id"]])
+            masks.append(m)
+        inst = Instances((h, w))
+        inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+        inst.scores = torch.tensor(scores)
+        inst.pred_classes = torch.tensor(classes)
+        inst.pred_masks = torch.from_numpy(np.stack(masks))
+        evaluator.process([{"image_id": image["id"]}], [{"instances": inst}])
+    results = evaluator.evaluate()
+    assert box_only_count == 6
+    assert results["segm"]["AP"] == pytest.approx(100.0), results["segm"]
+    if box_only == "wrong_mask":
+        assert results["bbox"]["AP"] == pytest.approx(100.0), results["bbox"]
+    else:  # box AP misses the rectangles nobody predicted
+        assert results["bbox"]["AP"] < 80.0, results["bbox"]

@@ -100,8 +100,10 @@ class OnnxPredictor(Predictor):
         low = self.spec["input"]["min_size"]
         if min(rh, rw) < low:
             raise ValueError(
-                f"After the test resize the image is {rh}x{rw}; the model needs at least "
-                f"{low}x{low} pixels."
+                f"The {h}x{w} image is {rh}x{rw} after the test resize; the exported model "
+                f"needs at least {low}x{low} pixels. Pad the image to a less elongated shape, "
+                f"or give OnnxPredictor a config whose test resize "
+                f"(dataloader.test.mapper.augmentations) keeps both sides at {low} or more."
             )
         x = np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32)
         outputs = dict(zip(self.spec["outputs"], self.session.run(None, {"image": x})))
