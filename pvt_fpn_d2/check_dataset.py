@@ -4,9 +4,10 @@ Check a COCO-format instance dataset before training and report every problem in
   python -m pvt_fpn_d2.check_dataset --json data/train.json --images data/train [--full]
 
 It reads the json as training does (exports of Roboflow, CVAT, Label Studio, labelme: see
-docs/CUSTOM_DATASETS.md), says once per kind what it handles and how, and gives the
-dataset's facts: classes, masks (and what each config family does with boxes without one), the
-most objects in one image.
+docs/CUSTOM_DATASETS.md), checks every image and annotation whatever else is wrong, says once
+per kind what it finds and what training does with it (a kind of many: the count and the first
+places), and gives the dataset's facts: classes, masks (and what each config family does with
+boxes without one), the most objects in one image.
 
 Exits with status 1 if any problem would stop or corrupt training (ERROR lines), else 0.
 """

@@ -243,6 +243,81 @@ def label_studio(root: Path) -> Dict:
     return _flavour(js, str(root / "images"), {0, 1}, 8)
 
 
+def label_studio_annotators(root: Path, same_size: bool = True) -> Dict:
+    """Label Studio COCO of a project with two annotators: one image entry per annotation, so
+    ``images/1a2b3c4d-cat.jpg`` is listed twice (ids 0 and 2), each entry with its annotator's
+    objects; with ``same_size=False`` the second entry has width and height swapped."""
+    entries = [
+        ("images/1a2b3c4d-cat.jpg", _objects(2)),
+        ("images/5e6f7a8b-dog.jpg", _objects(1)),
+        ("images/1a2b3c4d-cat.jpg", _objects(5)[2:]),  # the other annotator's objects
+    ]
+    images, anns = [], []
+    for i, (fn, boxes) in enumerate(entries):
+        _image(root / "images" / fn.split("/")[-1], 50 + len(fn))
+        size = (H, W) if same_size or i < 2 else (W, H)
+        images.append({"width": size[1], "height": size[0], "id": i, "file_name": fn})
+        for b in boxes:
+            anns.append(
+                {
+                    "id": len(anns),
+                    "image_id": i,
+                    "category_id": len(anns) % 2,
+                    "segmentation": _polygon(b),
+                    "bbox": b,
+                    "ignore": 0,
+                    "iscrowd": 0,
+                    "area": b[2] * b[3],
+                }
+            )
+    data = {
+        "images": images,
+        "categories": [{"id": 0, "name": "Animal"}, {"id": 1, "name": "Person"}],
+        "annotations": anns,
+        "info": {"year": 2024, "version": "1.0", "contributor": "Label Studio"},
+    }
+    js = _write(root, data, "result.json")
+    return _flavour(js, str(root / "images"), {0, 1}, 6)
+
+
+def keypoints(root: Path) -> Dict:
+    """Keypoint annotations (CVAT's "COCO Keypoints 1.0", COCO person keypoints): ``keypoints``
+    (x, y, visibility triples) and ``num_keypoints``, a bbox around the points, no
+    ``segmentation`` and no ``area``; the one category is CVAT's "default" skeleton."""
+    images, anns = [], []
+    for i in range(2):
+        _image(root / "images" / f"{i}.jpg", 60 + i)
+        images.append({"id": i + 1, "file_name": f"{i}.jpg", "height": H, "width": W})
+        for x, y, w, h in _objects(2):
+            points = [x, y, 2, x + w, y, 2, x + w / 2, y + h, 1]
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "keypoints": points,
+                    "num_keypoints": 3,
+                    "bbox": [x, y, w, h],
+                }
+            )
+    data = {
+        "images": images,
+        "annotations": anns,
+        "categories": [
+            {
+                "id": 1,
+                "name": "default",
+                "supercategory": "",
+                "keypoints": ["1", "2", "3"],
+                "skeleton": [[1, 2], [2, 3]],
+            }
+        ],
+    }
+    js = _write(root, data)
+    return _flavour(js, str(root / "images"), {1}, 4, masks=False)
+
+
 def labelme(root: Path) -> Dict:
     """labelme -> COCO (labelme2coco): 1-based image and annotation ids, float areas, a
     ``_background_`` category with no annotations, file_name ``JPEGImages/x.jpg``."""

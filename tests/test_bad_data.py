@@ -138,6 +138,74 @@ def test_dataset_folder_that_does_not_exist(tmp_path):
     )
 
 
+def _five_problems(tmp_path):
+    """A dataset with five problems at once: an unreadable image, a missing file, a duplicated
+    image id, and one annotation (on the unreadable image) with an unknown category id, a box of
+    negative width and a polygon of two points."""
+    data, path, images = _dataset(tmp_path, num_images=4)
+    (tmp_path / "images" / "1.jpg").write_bytes(b"not an image")
+    (tmp_path / "images" / "2.jpg").unlink()
+    data["images"][3]["id"] = 0  # 3.jpg takes 0.jpg's id (and its annotation follows)
+    data["annotations"][3]["image_id"] = 0
+    data["annotations"][1].update(
+        category_id=7, bbox=[5.0, 5.0, -4.0, 10.0], segmentation=[[1.0, 1.0, 5.0, 5.0]]
+    )
+    return _write(data, path), images
+
+
+FIVE_PROBLEMS = [
+    "ERROR: image 0: image id used by 2 images; ids must be unique",
+    r"ERROR: {images}/1.jpg: cannot read the image",
+    r"ERROR: {images}/2.jpg: file not found in {images}",
+    "ERROR: annotation 2: category_id 7 is not in 'categories' (ids [1, 2])",
+    "warning: annotation 2: box [5.0, 5.0, -4.0, 10.0] has no area: the annotation is dropped",
+    "warning: annotation 2: no polygon with 3 or more points: kept as a box",
+]
+
+
+def test_every_problem_is_named_in_one_pass(tmp_path, capsys):
+    """Whatever comes first (a duplicated image id, an unreadable image), every image and every
+    annotation is checked; each problem of one annotation is on a line of its own (#35)."""
+    from pvt_fpn_d2.check_dataset import main as check_dataset
+
+    json_file, images = _five_problems(tmp_path)
+    expected = [line.format(images=images) for line in FIVE_PROBLEMS]
+    assert check_dataset(["--json", json_file, "--images", images]) == 1
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    for line in expected:
+        assert sum(x.startswith(line) for x in lines) == 1, (line, lines)
+    assert lines[0].endswith("4 images, 4 annotations, 4 errors, 2 warnings"), lines[0]
+    assert len([x for x in lines if x.startswith(("ERROR", "warning"))]) == 6, lines
+    # registration refuses it, with the same list
+    with pytest.raises(DatasetError) as e:
+        register_coco_json(f"five_{next(_counter)}", json_file, images)
+    refusal = [line.strip() for line in str(e.value).splitlines()]
+    for line in expected:
+        assert sum(x.startswith(line) for x in refusal) == 1, (line, refusal)
+
+
+def test_many_problems_of_one_kind_are_one_line(tmp_path):
+    data, path, images = _dataset(tmp_path, num_images=12)
+    for i in range(12):
+        (tmp_path / "images" / f"{i}.jpg").unlink()
+    for a in data["annotations"]:
+        a["category_id"] = 5
+    report = check_coco_dataset(_write(data, path), images)
+    assert len(report.fatal) == 24
+    lines = report.summary().splitlines()
+    assert lines[1].startswith(
+        f"  ERROR: 12 x image files not found ({images}/0.jpg, {images}/1.jpg, "
+    ), lines
+    assert f"{images}/9.jpg, ...; e.g. file not found in {images}" in lines[1], lines
+    assert lines[2].startswith(
+        "  ERROR: 12 x annotations of categories not in 'categories' (annotation 1, annotation 2,"
+    ), lines
+    assert "e.g. category_id 5 is not in 'categories'" in lines[2], lines
+    # a refusal shows at most `limit` lines of errors, then how many more
+    short = report.summary(limit=1).splitlines()
+    assert short[1] == lines[1] and short[2] == "  ... and 12 more errors", short
+
+
 # ---------------------------------------------------------------- image files
 
 
@@ -275,7 +343,7 @@ def test_bad_boxes_polygons_and_rle_are_dropped_or_clipped(tmp_path, caplog):
         "annotation 100: box [5.0, 5.0, -4.0, 10.0] has no area",
         "annotation 101: box [200.0, 200.0, 10.0, 10.0] is outside",
         "annotation 102: box [70.0, 50.0, 30.0, 30.0] extends outside",
-        "1 x: no polygon with 3 or more points: kept as a box",
+        "annotation 103: no polygon with 3 or more points: kept as a box",
         "annotation 200: RLE mask of size [10, 10] on an image of [64, 80]",
     ]:
         assert expected in text

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -356,3 +357,80 @@ def test_file_names_found_by_ending_case_and_subfolder(tmp_path):
     (tmp_path / "data/images/other").mkdir()
     (tmp_path / "data/images/other/000000.jpg").write_bytes(b"")  # now ambiguous: not guessed
     assert prepare_coco(data, ds["images"]).data["images"][0]["file_name"] == "000000.jpg"
+
+
+# ---------------------------------------- one file listed twice, keypoints (#35 items 2-3)
+
+
+def test_label_studio_file_listed_twice_is_one_image_in_training_and_evaluation(
+    tmp_path, capsys, caplog
+):
+    """Label Studio writes one image entry per annotator: the entries of one file become one
+    image (the annotations of both), which training and the evaluator's ground truth share."""
+    from pvt_fpn_d2.data import register_coco_json
+    from pvt_fpn_d2.evaluation import COCOEvaluator
+
+    ds = exports.label_studio_annotators(tmp_path / "data")
+    original = open(ds["json"]).read()
+    merged = "1a2b3c4d-cat.jpg: listed by 2 image entries (ids 0, 2; Label Studio writes"
+    assert check_dataset(["--json", ds["json"], "--images", ds["images"]]) == 0
+    out = capsys.readouterr().out
+    assert merged in out and "merged into one image, id 0" in out, out
+
+    with caplog.at_level("WARNING", logger="pvt_fpn_d2"):
+        name = register_coco_json("ls_twice", ds["json"], ds["images"])
+    assert caplog.text.count("listed by 2 image entries") == 1, caplog.text  # one line
+    records = DatasetCatalog.get(name)
+    cat = [r for r in records if r["file_name"].endswith("cat.jpg")]
+    assert len(records) == 2 and len(cat) == 1
+    assert len(cat[0]["annotations"]) == 5  # 2 of one annotator, 3 of the other
+
+    evaluator = COCOEvaluator(name, tasks=("bbox",), output_dir=None, use_fast_impl=False)
+    gt = evaluator._coco_api
+    cat_ids = [i for i, im in gt.imgs.items() if im["file_name"].endswith("cat.jpg")]
+    assert cat_ids == [cat[0]["image_id"]]
+    assert len(gt.getAnnIds(imgIds=cat_ids)) == 5
+    assert len(gt.imgs) == 2
+    assert _perfect_ap(evaluator, name)["bbox"]["AP"] == pytest.approx(100.0)
+    assert open(ds["json"]).read() == original  # the export is never modified
+
+
+def test_label_studio_file_listed_with_two_sizes_is_refused(tmp_path, capsys):
+    from pvt_fpn_d2.data import DatasetError, register_coco_json
+
+    ds = exports.label_studio_annotators(tmp_path / "data", same_size=False)
+    message = (
+        "1a2b3c4d-cat.jpg: listed by 2 image entries of different sizes "
+        "(HxW: image 0: 64x96, image 2: 96x64): one file has one size"
+    )
+    assert check_dataset(["--json", ds["json"], "--images", ds["images"]]) == 1
+    assert f"ERROR: {message}" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        register_coco_json("ls_two_sizes", ds["json"], ds["images"])
+
+
+def test_keypoint_annotations_are_named_and_trained_as_boxes(tmp_path, capsys, caplog):
+    from detectron2.data import transforms as T
+
+    from pvt_fpn_d2.data import DatasetMapper, register_coco_json
+
+    ds = exports.keypoints(tmp_path / "data")
+    named = (
+        "4 keypoint annotations: trained as boxes of class 'default'; the keypoints themselves "
+        "are not trained"
+    )
+    assert check_dataset(["--json", ds["json"], "--images", ds["images"]]) == 0
+    assert named in capsys.readouterr().out
+    with caplog.at_level("WARNING", logger="pvt_fpn_d2"):
+        name = register_coco_json("keypoints", ds["json"], ds["images"])
+    assert named in caplog.text  # the training log
+    # what training gets: every object as a box of its class, no keypoints (a flip needs none)
+    mapper = DatasetMapper(
+        is_train=True, augmentations=[T.RandomFlip(prob=1.0)], image_format="RGB"
+    )
+    for d in DatasetCatalog.get(name):
+        inst = mapper(d)["instances"]
+        assert len(inst) == 2 and inst.gt_classes.tolist() == [0, 0]
+        assert not inst.has("gt_keypoints")
+        boxes = inst.gt_boxes.tensor
+        assert bool((boxes[:, 2:] > boxes[:, :2]).all())

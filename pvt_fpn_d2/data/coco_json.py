@@ -162,14 +162,14 @@ def register_coco_json(
 
     The json may come from any annotation tool: it is read as
     :func:`pvt_fpn_d2.data.exports.prepare_coco` says (file names resolved, ids fixed, missing
-    fields filled). When that changes anything, training and evaluation both read one prepared
-    copy, written to a temporary folder that is removed when the process exits; the json itself
-    is never modified. Class names and the category-id mapping come from the json's
+    fields filled, the image entries of one file merged into one image). When that changes
+    anything, training and evaluation both read one prepared copy, written to a temporary folder
+    that is removed when the process exits; the json itself is never modified. Class names and the category-id mapping come from the json's
     ``categories``; non-contiguous category ids are mapped to contiguous class indices.
 
     The dataset is checked first (see :func:`pvt_fpn_d2.data.validation.check_coco_dataset`):
-    problems that would stop or corrupt training raise :class:`DatasetError` listing them,
-    the others are logged once per kind.
+    problems that would stop or corrupt training raise :class:`DatasetError` listing all of
+    them (every image and annotation is checked), the others are logged once per kind.
 
     Args:
         check: how the image files are checked: "header" (exists, readable header, size

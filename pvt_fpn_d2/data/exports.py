@@ -19,13 +19,18 @@ modified) together with what it changed, once per dataset, and the dataset's sta
 * **Label Studio**: ``file_name`` like ``images/abc.jpg``, ``/data/upload/1/abc.jpg``,
   ``/data/local-files/?d=folder/abc.jpg`` or ``..\\..\\media\\upload\\4\\abc.jpg``: resolved
   under the image folder by the shortest path suffix that exists; ``width``/``height`` may be
-  null (read from the file); ``ignore`` fields; ids from 0.
+  null (read from the file); ``ignore`` fields; ids from 0; one image entry per annotator, so
+  one file may be listed by several entries (merged into one image when their sizes agree).
 * **labelme -> COCO**: ids from 0 or 1, float areas, a ``_background_`` category without
   annotations, ``file_name`` with a folder prefix or an absolute path.
 * Any COCO: missing ``area`` (computed from the mask, else the box), missing ``iscrowd`` (0),
   missing ``bbox`` (from the mask), image ids that are strings (mapped to integers, the original
   kept as ``original_id``), ``segmentation`` that is ``[]``, ``None`` or has no valid polygon
-  (the annotation stays as a box without a mask), file extensions in another case.
+  (the annotation stays as a box without a mask), file extensions in another case, keypoint
+  annotations (``keypoints``/``num_keypoints``: counted, trained as boxes; the keypoints
+  themselves are not trained), one file listed by several image entries (merged when their
+  sizes agree: one image with the annotations of all the entries; else left for the check to
+  refuse).
 """
 
 import logging
@@ -40,7 +45,15 @@ import pycocotools.mask as mask_util
 
 from .images import BadImageError, image_size
 
-__all__ = ["PreparedCoco", "prepare_coco", "has_mask", "box_polygon", "detect_tool", "CROWD_MASKS"]
+__all__ = [
+    "PreparedCoco",
+    "prepare_coco",
+    "has_mask",
+    "has_keypoints",
+    "box_polygon",
+    "detect_tool",
+    "CROWD_MASKS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +75,16 @@ class PreparedCoco:
     num_without_mask: int = 0  # non-crowd annotations with a box only
     max_instances: int = 0  # most non-crowd annotations in one image
     max_instances_file: str = ""
+    # the json's own id of each annotation of ``data["annotations"]`` (they may be re-numbered)
+    source_ids: List[Any] = field(default_factory=list)
+    # what was done to single annotations, by kind ("bad polygons", "short polygons"): the
+    # json's own ids of those annotations, so that the check names each
+    flagged: Dict[str, List[Any]] = field(default_factory=dict)
+    # category id -> number of annotations with keypoints (trained as boxes)
+    keypoint_annotations: Dict[Any, int] = field(default_factory=dict)
+    # files listed by more than one image entry: (file_name, [(json image id, height, width)],
+    # merged); not merged when the sizes disagree or an image id is used twice
+    repeated_files: List[Tuple[str, List[Tuple[Any, Any, Any]], bool]] = field(default_factory=list)
 
     def note(self, kind: str, count: int, message: str) -> None:
         if count:
@@ -85,6 +108,12 @@ def detect_tool(data: Dict[str, Any]) -> str:
     if any(c.get("name") in ("_background_", "__ignore__") for c in cats):
         return "labelme"
     return ""
+
+
+def has_keypoints(ann: Dict[str, Any]) -> bool:
+    """Whether an annotation has keypoints (``keypoints`` or ``num_keypoints``)."""
+    kps, num = ann.get("keypoints"), ann.get("num_keypoints")
+    return (isinstance(kps, list) and len(kps) > 0) or (isinstance(num, int) and num > 0)
 
 
 def box_polygon(bbox) -> List[List[float]]:
@@ -167,6 +196,53 @@ class _FileResolver:
         return found[0] if len(found) == 1 else None
 
 
+def _category_order(cat: Dict[str, Any]):
+    """Categories by id; ids that are not integers (refused by the check) last."""
+    cid = cat.get("id")
+    return (0, cid, "") if isinstance(cid, int) else (1, 0, str(cid))
+
+
+def _merge_repeated_files(
+    images: List[Dict[str, Any]], image_root: str, out: PreparedCoco
+) -> Tuple[List[Dict[str, Any]], Dict[Any, Any]]:
+    """
+    One image per file: the entries that list the same file (Label Studio writes one per
+    annotator) are merged into the first when their sizes agree and their ids are unique.
+    Records every repeated file in ``out.repeated_files``.
+
+    Returns:
+        The images, and the merged-away image ids -> the id of the image they were merged into.
+    """
+    groups: Dict[str, List[int]] = {}
+    for k, im in enumerate(images):
+        if isinstance(im.get("file_name"), str):
+            key = os.path.normpath(os.path.join(image_root, im["file_name"]))
+            groups.setdefault(key, []).append(k)
+    id_counts = Counter(im.get("id") for im in images)
+    drop, merged_into = set(), {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        entries = [images[k] for k in members]
+        sizes = {
+            (im.get("height"), im.get("width"))
+            for im in entries
+            if isinstance(im.get("height"), int) and isinstance(im.get("width"), int)
+        }
+        # an id used by two entries is ambiguous (the check refuses it): nothing is re-pointed
+        merge = len(sizes) <= 1 and all(id_counts[im.get("id")] == 1 for im in entries)
+        listed = [
+            (im.get("original_id", im.get("id")), im.get("height"), im.get("width"))
+            for im in entries
+        ]
+        out.repeated_files.append((entries[0]["file_name"], listed, merge))
+        if merge:
+            for im in entries[1:]:
+                merged_into[im.get("id")] = entries[0].get("id")
+            drop.update(members[1:])
+    return [im for k, im in enumerate(images) if k not in drop], merged_into
+
+
 def _image_size(path: str) -> Optional[Tuple[int, int]]:
     try:
         return image_size(path)
@@ -203,7 +279,7 @@ def prepare_coco(
     changed = False
 
     # ---------------------------------------------------------------- categories
-    cats = sorted(data["categories"], key=lambda c: c.get("id"))
+    cats = sorted(data["categories"], key=_category_order)
     ann_cats = Counter(a.get("category_id") for a in data["annotations"])
     src_counts = ann_cats
     if empty_categories_from is not None:
@@ -260,6 +336,8 @@ def prepare_coco(
         )
     out.note("image sizes", sized, "width/height missing in the json: read from the image file")
     changed |= bool(moved) or sized > 0 or id_map is not None
+    new_images, merged_into = _merge_repeated_files(new_images, image_root, out)
+    changed |= bool(merged_into)
     out.data["images"] = new_images
     sizes = {im.get("id"): (im.get("height"), im.get("width")) for im in new_images}
     names = {im.get("id"): im.get("file_name") for im in new_images}
@@ -268,14 +346,18 @@ def prepare_coco(
     objects_from_crowd = crowd_masks == "objects" or (crowd_masks == "auto" and out.tool == "CVAT")
     counts = Counter()
     per_image = Counter()
+    keypoints = Counter()
     new_anns = []
     for a in data["annotations"]:
         a2 = dict(a)
         if a2.get("category_id") in dropped_ids:
             counts["dropped"] += 1
             continue
+        out.source_ids.append(a.get("id"))
         if id_map is not None:
             a2["image_id"] = id_map.get(a2.get("image_id"), a2.get("image_id"))
+        if a2.get("image_id") in merged_into:  # an entry merged into another of its file
+            a2["image_id"] = merged_into[a2["image_id"]]
         if "ignore" in a2:  # Label Studio; detectron2's loader refuses a non-zero "ignore"
             ignore = a2.pop("ignore")
             if ignore:
@@ -288,10 +370,10 @@ def prepare_coco(
         if "segmentation" in a2 and not has_mask(a2):
             del a2["segmentation"]  # [], None or no valid polygon: a box without a mask
             if segm not in ([], None):
-                counts["bad polygons"] += 1
+                out.flagged.setdefault("bad polygons", []).append(a.get("id"))
         elif isinstance(segm, list) and len(_valid_polygons(segm)) < len(segm):
             a2["segmentation"] = _valid_polygons(segm)
-            counts["short polygons"] += 1
+            out.flagged.setdefault("short polygons", []).append(a.get("id"))
         if a2["iscrowd"] and objects_from_crowd and has_mask(a2):
             a2["iscrowd"] = 0
             counts["crowd masks"] += 1
@@ -315,6 +397,8 @@ def prepare_coco(
             else:
                 out.num_without_mask += 1
             per_image[a2.get("image_id")] += 1
+            if has_keypoints(a2):  # trained as a box (the mappers drop the keypoints)
+                keypoints[a2.get("category_id")] += 1
         if a2 == a:
             a2 = a  # unchanged: the parsed dict itself, not a second copy of a large json
         else:
@@ -340,15 +424,12 @@ def prepare_coco(
     out.note("area", counts["area"], "area missing: computed from the mask, else the box")
     out.note("bbox", counts["bbox"], "bbox missing: computed from the mask")
     out.note(
-        "bad polygons", counts["bad polygons"], "no polygon with 3 or more points: kept as a box"
-    )
-    out.note("short polygons", counts["short polygons"], "polygons under 3 points dropped")
-    out.note(
         "crowd masks",
         counts["crowd masks"],
         "iscrowd 1 masks (CVAT writes every brush mask so) read as objects; "
         "crowd_masks='crowd' keeps them as crowd regions",
     )
+    out.keypoint_annotations = dict(keypoints)
     if per_image:
         image_id, out.max_instances = per_image.most_common(1)[0]
         out.max_instances_file = str(names.get(image_id, image_id))

@@ -1,9 +1,11 @@
 """
-Checks of a COCO-format instance dataset, all problems in one pass.
+Checks of a COCO-format instance dataset, all problems in one pass: every image and every
+annotation is checked, whatever else is wrong (duplicated ids, unreadable files), and each
+problem of an annotation is named on its own.
 
-Each problem names the file or annotation and says what to do. Fatal problems would stop or
-corrupt training (they are refused before training starts); the others are handled while
-training (converted, dropped or kept, as the message says).
+Each problem names the file or annotation (by the json's own ids) and says what to do. Fatal
+problems would stop or corrupt training (they are refused before training starts, all of them
+listed); the others are handled while training (converted, dropped or kept, as the message says).
 
 Used by :func:`pvt_fpn_d2.data.register_coco_json` before training and by the command line
 ``python -m pvt_fpn_d2.check_dataset --json J --images DIR``.
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MIN_IMAGE_SIZE = 32  # below this, the image is upscaled (by the resize) or padded to 32
 MAX_ASPECT_RATIO = 10.0
+_EXAMPLES = {True: 10, False: 3}  # places named on the line of a kind: errors, warnings
 
 
 class DatasetError(ValueError):
@@ -69,24 +72,35 @@ class DatasetReport:
         self.problems.append(Problem(fatal, str(where), message, kind))
 
     def summary(self, limit: Optional[int] = None) -> str:
-        """Errors one per line (at most ``limit``), warnings one line per kind, then facts."""
-        errors, groups = self.fatal, {}
+        """
+        One line per kind of problem, errors first (at most ``limit`` lines of them): a problem
+        alone of its kind in full, else the count, the first places and an example; then the
+        facts.
+        """
+        groups: Dict[tuple, List[Problem]] = {}
         for p in self.problems:
-            if not p.fatal:
-                groups.setdefault(p.kind or p.message, []).append(p)
+            groups.setdefault((not p.fatal, p.kind or p.message), []).append(p)
+        errors = [g for (warning, _), g in groups.items() if not warning]
+        warnings = [g for (warning, _), g in groups.items() if warning]
+        num_errors = len(self.fatal)
         lines = [
             f"{self.json_file}: {self.num_images} images, {self.num_annotations} annotations, "
-            f"{len(errors)} errors, {len(self.problems) - len(errors)} warnings"
+            f"{num_errors} errors, {len(self.problems) - num_errors} warnings"
         ]
-        lines += [f"  {p}" for p in errors[:limit]]
-        if limit is not None and len(errors) > limit:
-            lines.append(f"  ... and {len(errors) - limit} more errors")
-        for kind, group in groups.items():
+        shown = errors if limit is None else errors[:limit]
+        for group in shown + warnings:
             if len(group) == 1:
                 lines.append(f"  {group[0]}")
-            else:
-                where = ", ".join(p.where for p in group[:3]) + (", ..." if len(group) > 3 else "")
-                lines.append(f"  warning: {len(group)} x {kind} ({where}; e.g. {group[0].message})")
+                continue
+            p, k = group[0], _EXAMPLES[group[0].fatal]
+            where = ", ".join(q.where for q in group[:k]) + (", ..." if len(group) > k else "")
+            label = "ERROR" if p.fatal else "warning"
+            lines.append(
+                f"  {label}: {len(group)} x {p.kind or p.message} ({where}; e.g. {p.message})"
+            )
+        if len(shown) < len(errors):
+            hidden = sum(len(g) for g in errors[len(shown) :])
+            lines.insert(len(shown) + 1, f"  ... and {hidden} more errors")
         lines += [f"  {line}" for line in self.info]
         return "\n".join(lines)
 
@@ -119,6 +133,97 @@ def _check_segmentation(report, ann, where, h, w) -> None:
             f"segmentation of type {type(segm).__name__}: the mask is ignored",
             kind="segmentations of an unknown type",
         )
+
+
+def _check_box(report, ann, where, h, w) -> None:
+    """Malformed, degenerate and out-of-image boxes (``h``, ``w`` None: the size is unknown)."""
+    bbox = ann.get("bbox")
+    if not (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+    ):
+        report.add(
+            True,
+            where,
+            f"bbox must be [x, y, width, height], got {bbox!r}",
+            kind="malformed boxes",
+        )
+        return
+    x, y, bw, bh = bbox
+    if bw <= 0 or bh <= 0:
+        report.add(
+            False,
+            where,
+            f"box {bbox} has no area: the annotation is dropped",
+            kind="boxes without area: dropped",
+        )
+    elif h is None:
+        return
+    elif x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
+        report.add(
+            False,
+            where,
+            f"box {bbox} is outside the {h}x{w} image: dropped",
+            kind="boxes outside their image: dropped",
+        )
+    elif x < 0 or y < 0 or x + bw > w or y + bh > h:
+        report.add(
+            False,
+            where,
+            f"box {bbox} extends outside the {h}x{w} image: clipped",
+            kind="boxes past the image edge: clipped",
+        )
+
+
+def _check_repeated_files(report, prepared: PreparedCoco) -> None:
+    """Files listed by more than one image entry: merged (sizes agree) or refused."""
+    for file_name, entries, merged in prepared.repeated_files:
+        ids = ", ".join(str(iid) for iid, _, _ in entries)
+        if merged:
+            report.add(
+                False,
+                file_name,
+                f"listed by {len(entries)} image entries (ids {ids}; Label Studio writes one per "
+                f"annotator): merged into one image, id {entries[0][0]}, with the annotations "
+                "of all of them (if they are two annotators' labels of the same objects, each "
+                "object is there twice: export one annotator's)",
+                kind="files listed by more than one image entry: merged into one image each",
+            )
+            continue
+        sizes = {(h, w) for _, h, w in entries if isinstance(h, int) and isinstance(w, int)}
+        if len(sizes) > 1:
+            listed = ", ".join(f"image {iid}: {h}x{w}" for iid, h, w in entries)
+            report.add(
+                True,
+                file_name,
+                f"listed by {len(entries)} image entries of different sizes (HxW: {listed}): "
+                "one file has one size; fix height/width of the wrong entry, or its file_name "
+                "if it is another image",
+                kind="files listed by image entries of different sizes",
+            )
+        # else: an image id used twice, named by its own error; nothing was merged
+
+
+def _check_keypoints(report, prepared: PreparedCoco) -> None:
+    """Keypoint annotations: trained as boxes (no model here has a keypoint head)."""
+    counts = prepared.keypoint_annotations
+    if not counts:
+        return
+    names = {c.get("id"): c.get("name") for c in prepared.data["categories"]}
+    classes = [f"{names.get(cid, cid)!r}" for cid in counts]
+    if len(counts) == 1:
+        of = f"of class {classes[0]}"
+    else:
+        of = "of classes " + ", ".join(f"{c} ({n})" for c, n in zip(classes, counts.values()))
+    n = sum(counts.values())
+    report.add(
+        False,
+        f"{n} keypoint annotations",
+        f"trained as boxes {of}; the keypoints themselves are not trained (the models "
+        "here have no keypoint head)",
+        kind="keypoint annotations",
+    )
 
 
 BOX_ONLY_CONFIGS = (
@@ -203,18 +308,34 @@ def check_coco_dataset(
         return report
     report.num_images, report.num_annotations = len(data["images"]), len(data["annotations"])
 
+    # every check below runs whatever the others find: one pass names every problem
     cat_ids = [c.get("id") for c in data["categories"]]
     if not cat_ids:
         report.add(True, json_file, "no categories: a detector needs at least one class")
+    for c in data["categories"]:
+        if not isinstance(c.get("id"), int) or not isinstance(c.get("name"), str):
+            report.add(
+                True,
+                "categories",
+                f"category {c!r} needs an integer 'id' and a 'name'",
+                kind="categories without an integer id or a name",
+            )
     for cid, n in Counter(cat_ids).items():
         if n > 1:
-            report.add(True, json_file, f"category id {cid} is defined {n} times")
-    image_ids = [im.get("id") for im in data["images"]]
-    for iid, n in Counter(image_ids).items():
+            report.add(
+                True,
+                json_file,
+                f"category id {cid} is defined {n} times; ids must be unique",
+                kind="category ids defined more than once",
+            )
+    for iid, n in Counter(im.get("id") for im in data["images"]).items():
         if n > 1:
-            report.add(True, f"image {iid}", f"image id used by {n} images; ids must be unique")
-    if report.fatal:
-        return report
+            report.add(
+                True,
+                f"image {iid}",
+                f"image id used by {n} images; ids must be unique",
+                kind="image ids used by more than one image",
+            )
 
     if prepared is None:
         prepared = prepare_coco(
@@ -232,34 +353,45 @@ def check_coco_dataset(
         )
     for kind, count, message in prepared.notes:
         report.add(False, f"{count} x", message, kind=kind)
+    _check_repeated_files(report, prepared)
     data = prepared.data
 
     sizes: Dict[Any, tuple] = {}
     annotated = {a.get("image_id") for a in data["annotations"]}
     for im in data["images"]:
-        where = f"image {im.get('id')}"
-        path = os.path.join(image_root, str(im.get("file_name")))
+        where = f"image {im.get('original_id', im.get('id'))}"
         if "id" not in im or not isinstance(im.get("file_name"), str):
-            report.add(True, where, "needs 'id' and 'file_name'")
+            report.add(
+                True, where, "needs 'id' and 'file_name'", kind="images without id or file_name"
+            )
             continue
+        path = os.path.join(image_root, im["file_name"])
+        file_size = None
         if images != "none":
             try:
-                fh, fw = image_size(path, decode=images == "full")
+                file_size = image_size(path, decode=images == "full")
             except BadImageError as e:
                 message = str(e).split(": ", 1)[1]
+                kind = "unreadable image files"
                 if "not found" in message:
+                    kind = "image files not found"
                     message = (
                         f"file not found in {image_root} (nor any ending of the path, in any "
                         "letter case): fix file_name or --images / dataset.*_images"
                     )
-                report.add(True, path, message)
-                continue
+                report.add(True, path, message, kind=kind)
         h, w = im.get("height"), im.get("width")
         if not (isinstance(h, int) and isinstance(w, int)):
-            report.add(True, where, f"needs integer 'height' and 'width', got {h!r} and {w!r}")
+            report.add(
+                True,
+                where,
+                f"needs integer 'height' and 'width', got {h!r} and {w!r}",
+                kind="images without integer height and width",
+            )
             continue
-        sizes[im["id"]] = (h, w)
-        if images != "none" and (fh, fw) != (h, w):
+        sizes[im["id"]] = (h, w)  # the json's size: the annotations are checked against it
+        if file_size is not None and file_size != (h, w):
+            fh, fw = file_size
             rotated = (fw, fh) == (h, w)
             report.add(
                 True,
@@ -268,6 +400,7 @@ def check_coco_dataset(
                 + (" after its EXIF rotation" if rotated else "")
                 + ": fix height/width in the json (and the annotations, if they were made "
                 "on the other orientation)",
+                kind="json sizes that disagree with the image files",
             )
         if min(h, w) < MIN_IMAGE_SIZE:
             report.add(
@@ -292,47 +425,48 @@ def check_coco_dataset(
             )
 
     known_cats = {c.get("id") for c in data["categories"]}
-    for a in data["annotations"]:
-        where = f"annotation {a.get('id')}"
-        if a.get("image_id") not in sizes:
-            if a.get("image_id") not in {im.get("id") for im in data["images"]}:
-                report.add(True, where, f"image_id {a.get('image_id')} is not in 'images'")
-            continue
+    listed_cats = sorted(c for c in known_cats if isinstance(c, int))
+    image_ids = {im.get("id") for im in data["images"]}
+    source_ids = prepared.source_ids  # the json's ids (the prepared ones may be re-numbered)
+    if len(source_ids) != len(data["annotations"]):
+        source_ids = [a.get("id") for a in data["annotations"]]
+    for a, source_id in zip(data["annotations"], source_ids):
+        # each problem of an annotation on its own: the image, the category, the box, the mask
+        where = f"annotation {source_id}"
+        if a.get("image_id") not in image_ids:
+            report.add(
+                True,
+                where,
+                f"image_id {a.get('image_id')} is not in 'images'; add the image or remove "
+                "the annotation",
+                kind="annotations of images not in 'images'",
+            )
         if a.get("category_id") not in known_cats:
             report.add(
                 True,
                 where,
                 f"category_id {a.get('category_id')} is not in 'categories' "
-                f"(ids {sorted(known_cats)}); add the category or fix the annotation",
+                f"(ids {listed_cats}); add the category or fix the annotation",
+                kind="annotations of categories not in 'categories'",
             )
-        h, w = sizes[a["image_id"]]
-        bbox = a.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            report.add(True, where, f"bbox must be [x, y, width, height], got {bbox!r}")
-        else:
-            x, y, bw, bh = bbox
-            if bw <= 0 or bh <= 0:
-                report.add(
-                    False,
-                    where,
-                    f"box {bbox} has no area: the annotation is dropped",
-                    kind="boxes without area: dropped",
-                )
-            elif x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
-                report.add(
-                    False,
-                    where,
-                    f"box {bbox} is outside the {h}x{w} image: dropped",
-                    kind="boxes outside their image: dropped",
-                )
-            elif x < 0 or y < 0 or x + bw > w or y + bh > h:
-                report.add(
-                    False,
-                    where,
-                    f"box {bbox} extends outside the {h}x{w} image: clipped",
-                    kind="boxes past the image edge: clipped",
-                )
+        h, w = sizes.get(a.get("image_id"), (None, None))
+        _check_box(report, a, where, h, w)
         _check_segmentation(report, a, where, h, w)
+    for source_id in prepared.flagged.get("bad polygons", []):
+        report.add(
+            False,
+            f"annotation {source_id}",
+            "no polygon with 3 or more points: kept as a box",
+            kind="annotations without a polygon of 3 or more points: kept as boxes",
+        )
+    for source_id in prepared.flagged.get("short polygons", []):
+        report.add(
+            False,
+            f"annotation {source_id}",
+            "polygons under 3 points dropped (the others kept)",
+            kind="polygons under 3 points: dropped",
+        )
+    _check_keypoints(report, prepared)
 
     cats = data["categories"]
     report.info.append(f"classes: {len(cats)}: {[c.get('name') for c in cats]}")
