@@ -15,7 +15,14 @@ import sys
 import warnings
 from typing import Iterator, Optional, Sequence
 
-__all__ = ["KNOWN_WARNINGS", "is_option", "num_values", "parse_args", "silence_known_warnings"]
+__all__ = [
+    "KNOWN_LOG_MESSAGES",
+    "KNOWN_WARNINGS",
+    "is_option",
+    "num_values",
+    "parse_args",
+    "silence_known_warnings",
+]
 
 # (category, the exact message as a regex matched at its start, the module it is reported from
 # or None for any, why it is harmless). Each is a notice of a pinned dependency that the user
@@ -71,12 +78,26 @@ KNOWN_WARNINGS = (
     ),
 )
 
-# torch.utils.cpp_extension logs this (WARNING) when it is imported on a machine with a CUDA
-# toolkit directory but no GPU; detectron2's collect_env (default_setup's environment table)
-# imports it. Training on the CPU is the intended use there, and the table says
-# "GPU available: No" already.
-_NO_CUDA_RUNTIME = re.compile(r"No CUDA runtime is found, using CUDA_HOME=")
-_CPP_EXTENSION_LOGGER = "torch.utils.cpp_extension"
+# Notices that third-party code logs through ``logging`` rather than ``warnings``: (the logger's
+# name, the exact message as a regex matched at its start, why it is harmless).
+KNOWN_LOG_MESSAGES = (
+    (
+        "torch.utils.cpp_extension",
+        r"No CUDA runtime is found, using CUDA_HOME=",
+        "logged (WARNING) when the module is imported on a machine with a CUDA toolkit directory "
+        "but no GPU; detectron2's collect_env (default_setup's environment table) imports it. "
+        "Training on the CPU is the intended use there, and the table says 'GPU available: No'.",
+    ),
+    (
+        "torch.fx._symbolic_trace",
+        r"is_fx_tracing will return true for both fx\.symbolic_trace and torch\.(export|compile)\b",
+        "upstream detectron2 (GitHub main, not v0.6) calls detectron2.utils.tracing."
+        "is_fx_tracing() in every ROIPooler.forward, only to skip its argument assertions while "
+        "torch.fx traces the model; that calls torch's deprecated torch.fx._symbolic_trace."
+        "is_fx_tracing, which logs this once per process (a 'W... _symbolic_trace.py:57]' line "
+        "on stderr). Training and prediction trace nothing, so the answer is False either way.",
+    ),
+)
 
 
 class _DropMessage(logging.Filter):
@@ -90,19 +111,24 @@ class _DropMessage(logging.Filter):
         return not self.pattern.match(record.getMessage())
 
 
-_drop_no_cuda_runtime = _DropMessage(_NO_CUDA_RUNTIME)
+# one filter object per logger, so that adding it again changes nothing
+_LOG_FILTERS = tuple(
+    (logger, _DropMessage(re.compile(message))) for logger, message, _why in KNOWN_LOG_MESSAGES
+)
 
 
 def silence_known_warnings() -> None:
     """
-    Hide the known-harmless third-party notices listed in :data:`KNOWN_WARNINGS` (by category
-    and exact message) and torch's "No CUDA runtime is found" log line on CPU-only machines.
+    Hide the known-harmless third-party notices: the warnings listed in :data:`KNOWN_WARNINGS`
+    (by category and exact message) and the log records listed in :data:`KNOWN_LOG_MESSAGES`
+    (by logger and exact message; e.g. torch's "No CUDA runtime is found" on CPU-only machines).
     Call it first thing in an entry point, before detectron2, fvcore or timm are imported (some
     of these warnings are emitted at import time). Calling it again changes nothing.
     """
     for category, message, module, _why in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module or "")
-    logging.getLogger(_CPP_EXTENSION_LOGGER).addFilter(_drop_no_cuda_runtime)
+    for logger, drop in _LOG_FILTERS:
+        logging.getLogger(logger).addFilter(drop)
 
 
 def is_option(token: str) -> bool:
