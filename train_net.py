@@ -25,12 +25,7 @@ silence_known_warnings()
 import torch  # noqa: E402
 
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.engine import (  # noqa: E402
-    default_argument_parser,
-    default_setup,
-    default_writers,
-    hooks,
-)
+from detectron2.engine import default_argument_parser, default_setup, hooks  # noqa: E402
 from detectron2.engine.defaults import create_ddp_model  # noqa: E402
 from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
@@ -47,6 +42,8 @@ from pvt_fpn_d2.engine import (  # noqa: E402
     check_data_fits_model,
     resolve_device,
 )
+from pvt_fpn_d2.engine.checkpoint import check_writable_folder  # noqa: E402
+from pvt_fpn_d2.engine.trainer import checked_writers  # noqa: E402
 
 logger = logging.getLogger("pvt_fpn_d2")
 
@@ -116,7 +113,7 @@ def do_train(args, cfg):
             ),
             (
                 hooks.PeriodicWriter(
-                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                    checked_writers(cfg.train.output_dir, cfg.train.max_iter),
                     period=cfg.train.log_period,
                 )
                 if main
@@ -146,6 +143,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(args):
     cfg = load_config(args)
+    # a read-only or unusable train.output_dir stops here, named, before anything is written
+    check_writable_folder(cfg.train.output_dir, "into train.output_dir", then="run again")
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="pvt_fpn_d2")
 

@@ -2,6 +2,9 @@
 """
 Run a trained detector on images or folders: writes each image with masks, boxes, class names
 and scores drawn, and predictions.json (COCO format, loadable by pycocotools) with all of them.
+Images of the config's test or training dataset keep their json's image ids, so that
+pycocotools' COCO(that json).loadRes(predictions["annotations"]) scores them; the log says how
+many were found.
 With ``--model DIR/model.onnx`` in place of ``--checkpoint`` the exported model runs with ONNX
 Runtime (tools/export_model.py). With a semantic segmentation config (configs/SemSeg/) it writes
 each image with the classes drawn, a label PNG per image and sem_seg_predictions.json.

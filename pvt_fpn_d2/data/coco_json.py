@@ -30,7 +30,13 @@ from detectron2.data.datasets import load_coco_json
 from ..compat import preloaded_coco_apis
 from .validation import DatasetError, check_coco_dataset
 
-__all__ = ["register_coco_json", "coco_json_num_classes", "coco_json_class_names"]
+__all__ = [
+    "register_coco_json",
+    "coco_json_num_classes",
+    "coco_json_class_names",
+    "coco_json_data",
+    "is_registered_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +91,21 @@ _TMP_DIR: Optional[str] = None
 # the json files training and evaluation read (absolute paths) -> (modification time, data)
 _REGISTERED_JSON: Dict[str, Tuple[float, Dict[str, Any]]] = {}
 _SHARED_APIS: Dict[str, Any] = {}  # path -> the COCO object load_coco_json reads
+
+
+def coco_json_data(path: str) -> Dict[str, Any]:
+    """The data of a COCO json: what its registration read (the prepared copy's data where that
+    is the registered file) while the file is unchanged, else the file read once by the
+    project's cached reader. Never a second parse of a json that training or evaluation read."""
+    entry = _REGISTERED_JSON.get(os.path.abspath(path))
+    if entry is not None and entry[0] == os.path.getmtime(path):
+        return entry[1]
+    return _coco_json(path)
+
+
+def is_registered_json(path: str) -> bool:
+    """Whether a dataset registration of this process has read ``path``."""
+    return os.path.abspath(path) in _REGISTERED_JSON
 
 
 class _CocoApis:

@@ -14,17 +14,22 @@ Checkpoint loading for PVT-v2 detectors.
   checkpoint with a PVT-v2 backbone (the official COCO models) into a checkpoint of the
   detectron2 model a config builds (the mapping: :mod:`pvt_fpn_d2.modeling.mmdet_weights`);
 * checkpoints and ``last_checkpoint`` are written atomically: a job killed while saving
-  leaves the previous checkpoint and a ``last_checkpoint`` that points at a complete file.
+  leaves the previous checkpoint and a ``last_checkpoint`` that points at a complete file;
+  a save that cannot be written (disk full, read-only folder) stops with
+  :class:`OutputWriteError`, which names the file, says why and what to do
+  (:func:`write_error`, also used for ``metrics.json`` and the pictures of ``tools/predict.py``).
 
 Importing this module also registers ``timm://<variant>`` with detectron2's PathManager: it
 resolves to timm's ImageNet weights from the Hugging Face hub, converted to detectron2 keys, so
 plain ``DetectionCheckpointer`` (yacs ``DefaultTrainer``) can use them too.
 """
 
+import errno
 import glob
 import logging
 import os
 import re
+import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -58,10 +63,13 @@ from ..modeling.weights import (
 )
 
 __all__ = [
+    "OutputWriteError",
     "PVTCheckpointer",
     "TimmHubHandler",
+    "check_writable_folder",
     "convert_to_detectron2_checkpoint",
     "convert_mmdet_checkpoint",
+    "write_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +78,98 @@ logger = logging.getLogger(__name__)
 _CLASS_SPECIFIC = re.compile(
     r"(^|\.)(cls_score|bbox_pred|mask_head\.predictor|sem_seg_head\.predictor)\.(weight|bias)$"
 )
+
+
+class OutputWriteError(OSError):
+    """
+    A file of a run (a checkpoint, ``last_checkpoint``, ``metrics.json``, a prediction) could
+    not be written. The message names the file, says why (disk full, read-only, ...) and what
+    to do; ``errno`` is the operating system's, ``path`` the file.
+    """
+
+    def __init__(self, message: str, errno_: Optional[int] = None, path: Optional[str] = None):
+        super().__init__(message)
+        self.errno = errno_
+        self.path = path
+
+
+# why a write failed, by errno, in words (the errno's name follows in brackets)
+_WRITE_REASONS = {
+    errno.ENOSPC: "disk full (no space left on the device)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied (a read-only folder?)",
+    errno.EPERM: "operation not permitted (a read-only folder?)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "a folder of that name is in the way",
+    errno.EIO: "input/output error (a failing disk or a lost network mount)",
+}
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _os_error(error: BaseException) -> Optional[OSError]:
+    """``error`` if it is an OSError, else the first OSError it was raised from or during
+    (torch.save reports a failed write as a RuntimeError raised during the file's OSError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def write_error(what: str, path: str, error: BaseException, state: str = "", then: str = ""):
+    """
+    The :class:`OutputWriteError` to raise (``from error``) when writing ``path`` failed.
+
+    Args:
+        what: what the file is, e.g. "checkpoint"; the message starts "Cannot write <what>
+            <path>: <why> [ERRNO]."
+        path: the file (or folder) that could not be written.
+        error: the OSError, or an exception raised from or during one.
+        state: what is (still) on disk, a sentence.
+        then: what to do once the cause is fixed, e.g. "continue with train_net.py --resume".
+
+    Returns:
+        the OutputWriteError (its ``errno`` is ``error``'s).
+    """
+    os_error = _os_error(error)
+    code = getattr(os_error, "errno", None)
+    reason = _WRITE_REASONS.get(code) or getattr(os_error, "strerror", None) or str(error)
+    name = errno.errorcode.get(code)
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if code in _NO_SPACE:
+        todo = f"Free space on the disk of {folder} (or write to another disk)"
+    elif code in _NOT_WRITABLE:
+        todo = f"Make {folder} writable (or write to another folder)"
+    elif code in (errno.ENOTDIR, errno.EISDIR):
+        todo = "Choose a path whose folders are folders"
+    else:
+        todo = f"Check the disk of {folder}"
+    message = f"Cannot write {what} {path}: {reason}" + (f" [{name}]" if name else "") + ". "
+    message += (state.rstrip() + " " if state else "") + todo + (f", then {then}." if then else ".")
+    return OutputWriteError(message, code, path)
+
+
+def check_writable_folder(folder: str, what: str, then: str = "") -> None:
+    """
+    Create ``folder`` if needed and write (then remove) a small file in it, so that a read-only
+    or missing output folder stops a run at once, before any work, with an
+    :class:`OutputWriteError` that names it. ``what`` says what the folder is, e.g.
+    "into train.output_dir"; ``then`` as in :func:`write_error`.
+    """
+    if "://" in folder:  # remote storage (PathManager): nothing to probe here
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write_test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise write_error(what, folder, e, then=then) from e
 
 
 def convert_to_detectron2_checkpoint(src: str, dst: str, prefix: Optional[str] = None) -> int:
@@ -245,9 +345,48 @@ class PVTCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        atomic_torch_save(data, path)
+        try:
+            atomic_torch_save(data, path)
+        except Exception as e:  # the OSError, or torch's RuntimeError during it
+            if _os_error(e) is None:
+                raise
+            state = (
+                "No partial file was written under that name, and every checkpoint saved before "
+                "is complete"
+                f"{self._last_saved('; last_checkpoint names ')}."
+            )
+            raise self._write_error("checkpoint", path, e, state) from e
         if name not in self.UNTAGGED_NAMES:
-            self.tag_last_checkpoint(basename)
+            try:
+                self.tag_last_checkpoint(basename)
+            except OSError as e:
+                previous = self._last_saved("")
+                state = (
+                    f"The checkpoint {basename} itself is complete, but last_checkpoint "
+                    + (
+                        f"still names {previous}: --resume continues from {previous}"
+                        if previous
+                        else "names none: --resume starts over"
+                    )
+                    + f" (write {basename} into last_checkpoint to continue from it)."
+                )
+                last = os.path.join(self.save_dir, "last_checkpoint")
+                raise self._write_error("last_checkpoint", last, e, state) from e
+
+    def _last_saved(self, prefix: str) -> str:
+        """``prefix`` and the checkpoint ``last_checkpoint`` names, or "" if there is none."""
+        try:
+            with open(os.path.join(self.save_dir, "last_checkpoint")) as f:
+                return prefix + f.read().strip()
+        except OSError:
+            return ""
+
+    def _write_error(self, what: str, path: str, error: BaseException, state: str):
+        then = "continue with train_net.py --resume"
+        if getattr(_os_error(error), "errno", None) in _NO_SPACE:
+            # model_*.pth are hundreds of MB: PeriodicCheckpointer can keep fewer of them
+            then = f"{then} (train.checkpointer.max_to_keep=N keeps only the last N checkpoints)"
+        return write_error(what, path, error, state, then)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         if not self._is_local(self.save_dir):

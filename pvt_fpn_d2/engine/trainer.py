@@ -1,8 +1,10 @@
 """Training loop pieces used by ``train_net.py``."""
 
 import logging
+import os
+import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 
@@ -10,15 +12,19 @@ from omegaconf import OmegaConf
 
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
-from detectron2.engine import SimpleTrainer
+from detectron2.engine import SimpleTrainer, default_writers
 from detectron2.utils import comm
+from detectron2.utils.events import EventWriter, JSONWriter
 
 from ..data.validation import BOX_ONLY_CONFIGS
 from ..modeling.mask_head import supports_boxes_without_masks
+from .checkpoint import write_error
 
 __all__ = [
     "Trainer",
+    "CheckedWriter",
     "NonFiniteLossError",
+    "checked_writers",
     "resolve_device",
     "check_classes",
     "check_data_fits_model",
@@ -263,3 +269,60 @@ class Trainer(SimpleTrainer):
         super().load_state_dict(state_dict)
         if "grad_scaler" in state_dict:
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
+
+
+_RESUME = "continue with train_net.py --resume (the checkpoints on disk are complete)"
+
+
+class CheckedWriter(EventWriter):
+    """
+    A detectron2 event writer whose write faults stop training with an
+    :class:`~pvt_fpn_d2.engine.checkpoint.OutputWriteError` that names its file (disk full,
+    read-only, ...) and says what to do. While training is already stopping for another reason
+    (the writers' last write runs in the trainer's ``finally``), a failure of the writer is
+    logged instead, so that the first cause stays the error the run ends with.
+    """
+
+    def __init__(self, writer: EventWriter, path: Optional[str] = None):
+        """
+        Args:
+            writer: the writer to call.
+            path: the file it writes, or None (the console).
+        """
+        self.writer = writer
+        self.path = path
+
+    def write(self) -> None:
+        self._call(self.writer.write)
+
+    def close(self) -> None:
+        self._call(self.writer.close)
+
+    def _call(self, method) -> None:
+        stopping = sys.exc_info()[1]  # the exception training is stopping with, if any
+        try:
+            method()
+        except Exception as e:
+            error = e
+            if isinstance(e, OSError) and self.path is not None:
+                error = write_error("the training metrics", self.path, e, then=_RESUME)
+            if stopping is not None:
+                logger.error(f"{type(self.writer).__name__} failed while training was stopping "
+                             f"({type(stopping).__name__}): {error}")  # fmt: skip
+                return
+            if error is e:
+                raise
+            raise error from e
+
+
+def checked_writers(output_dir: str, max_iter: Optional[int] = None) -> List[EventWriter]:
+    """
+    detectron2's ``default_writers(output_dir, max_iter)`` (the console, ``metrics.json``,
+    TensorBoard), each wrapped in a :class:`CheckedWriter` (``metrics.json`` named).
+    """
+    path = os.path.join(output_dir, "metrics.json")
+    try:
+        writers = default_writers(output_dir, max_iter)
+    except OSError as e:  # metrics.json is opened here
+        raise write_error("the training metrics", e.filename or path, e, then=_RESUME) from e
+    return [CheckedWriter(w, path if isinstance(w, JSONWriter) else None) for w in writers]
