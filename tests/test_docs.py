@@ -267,3 +267,44 @@ def test_entry_point_has_get_parser(script):
     # main (or the __main__ block) reads the command line with it
     source = (REPO / script).read_text()
     assert len(re.findall(r"\bget_parser\(\)", source)) >= 2, f"{script} never calls get_parser()"
+
+
+def test_mistakes_planted_in_a_copy_of_a_real_page(tmp_path):
+    """Each kind of mistake planted in a copy of docs/GETTING_STARTED.md (its links kept: the
+    docs folder copied beside it, datasets/ linked): the checker names each, at its line, and
+    the unchanged copy is clean."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for page in (REPO / "docs").glob("*.md"):
+        (docs / page.name).write_text(page.read_text())
+    (tmp_path / "datasets").symlink_to(REPO / "datasets")
+    page = docs / "GETTING_STARTED.md"
+    original = page.read_text()
+    assert check_docs.check_pages([page], REPO) == []
+    plants = {
+        "--confidence-threshold 0.3": "--confidence-treshold 0.3",
+        "--checkpoint output/demo/model_final.pth": "--checkpoint output/demo2/model_final.pth",
+        "train.max_iter=200 optimizer.lr=5e-4": "train.max_itr=200 optimizer.lr=5e-4",
+        "(MODEL_ZOO.md#yacs-configs)": "(MODEL_ZOO.md#yacs-config)",
+        "--config-file configs/COCO/mask_rcnn_pvt_v2_b2_fpn_1x.py --eval-only": (
+            "--config-file COCO/mask_rcnn_pvt_v2_b9_fpn_1x.py --eval-only"
+        ),
+    }
+    planted = original
+    for good, bad in plants.items():
+        assert planted.count(good) == 1, good
+        planted = planted.replace(good, bad)
+    page.write_text(planted)
+    messages = [p.message for p in check_docs.check_pages([page], REPO)]
+    expected = [
+        "tools/predict.py has no option --confidence-treshold",
+        "output/demo2/model_final.pth is not made by an earlier command on this page",
+        "override train.max_itr=200: configs/synthetic/mask_rcnn_pvt_v2_b0_fpn_synthetic.py has "
+        "no key train.max_itr (did you mean train.max_iter?)",
+        "link MODEL_ZOO.md#yacs-config: no heading #yacs-config in MODEL_ZOO.md",
+        "--config-file COCO/mask_rcnn_pvt_v2_b9_fpn_1x.py: no such file, and no config of that "
+        "name in the model zoo",
+    ]
+    for start in expected:
+        assert any(m.startswith(start) for m in messages), (start, "\n".join(messages))
+    assert len(messages) == len(expected), "\n".join(messages)
