@@ -197,6 +197,20 @@ def cvat(root: Path) -> Dict:
     return _flavour(js, str(root / "images"), {1, 2}, 12)
 
 
+def _label_studio_ann(ann_id: int, image_id: int, category_id: int, box, segmentation) -> Dict:
+    """An annotation as Label Studio's COCO export writes it (with its ``ignore`` field)."""
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": segmentation,
+        "bbox": box,
+        "ignore": 0,
+        "iscrowd": 0,
+        "area": box[2] * box[3],
+    }
+
+
 def label_studio(root: Path) -> Dict:
     """Label Studio COCO: file_name ``images/<hash>-name.jpg`` (relative to the export folder,
     while the user points at the images folder) or the raw upload URL, width/height null for
@@ -215,16 +229,7 @@ def label_studio(root: Path) -> Dict:
         images.append({"width": size[0], "height": size[1], "id": i, "file_name": fn})
         for j, b in enumerate(_objects(2)):
             anns.append(
-                {
-                    "id": len(anns),
-                    "image_id": i,
-                    "category_id": (i + j) % 2,
-                    "segmentation": _polygon(b) if j == 0 else [],
-                    "bbox": b,
-                    "ignore": 0,
-                    "iscrowd": 0,
-                    "area": b[2] * b[3],
-                }
+                _label_studio_ann(len(anns), i, (i + j) % 2, b, _polygon(b) if j == 0 else [])
             )
     data = {
         "images": images,
@@ -258,18 +263,7 @@ def label_studio_annotators(root: Path, same_size: bool = True) -> Dict:
         size = (H, W) if same_size or i < 2 else (W, H)
         images.append({"width": size[1], "height": size[0], "id": i, "file_name": fn})
         for b in boxes:
-            anns.append(
-                {
-                    "id": len(anns),
-                    "image_id": i,
-                    "category_id": len(anns) % 2,
-                    "segmentation": _polygon(b),
-                    "bbox": b,
-                    "ignore": 0,
-                    "iscrowd": 0,
-                    "area": b[2] * b[3],
-                }
-            )
+            anns.append(_label_studio_ann(len(anns), i, len(anns) % 2, b, _polygon(b)))
     data = {
         "images": images,
         "categories": [{"id": 0, "name": "Animal"}, {"id": 1, "name": "Person"}],

@@ -263,6 +263,21 @@ def _placeholder_hint(prepared: PreparedCoco, cats) -> str:
     return ""
 
 
+# what prepare_coco did to single annotations (PreparedCoco.flagged): one warning per annotation
+_FLAGGED_POLYGONS = (
+    (
+        "bad polygons",
+        "no polygon with 3 or more points: kept as a box",
+        "annotations without a polygon of 3 or more points: kept as boxes",
+    ),
+    (
+        "short polygons",
+        "polygons under 3 points dropped (the others kept)",
+        "polygons under 3 points: dropped",
+    ),
+)
+
+
 def check_coco_dataset(
     json_file: str,
     image_root: str,
@@ -452,20 +467,9 @@ def check_coco_dataset(
         h, w = sizes.get(a.get("image_id"), (None, None))
         _check_box(report, a, where, h, w)
         _check_segmentation(report, a, where, h, w)
-    for source_id in prepared.flagged.get("bad polygons", []):
-        report.add(
-            False,
-            f"annotation {source_id}",
-            "no polygon with 3 or more points: kept as a box",
-            kind="annotations without a polygon of 3 or more points: kept as boxes",
-        )
-    for source_id in prepared.flagged.get("short polygons", []):
-        report.add(
-            False,
-            f"annotation {source_id}",
-            "polygons under 3 points dropped (the others kept)",
-            kind="polygons under 3 points: dropped",
-        )
+    for flag, message, kind in _FLAGGED_POLYGONS:
+        for source_id in prepared.flagged.get(flag, []):
+            report.add(False, f"annotation {source_id}", message, kind=kind)
     _check_keypoints(report, prepared)
 
     cats = data["categories"]
