@@ -43,6 +43,7 @@ from pvt_fpn_d2.engine import (  # noqa: E402
     resolve_device,
 )
 from pvt_fpn_d2.engine.checkpoint import check_writable_folder  # noqa: E402
+from pvt_fpn_d2.engine.ema import EMA_KEY, build_ema_hook  # noqa: E402
 from pvt_fpn_d2.engine.trainer import checked_writers  # noqa: E402
 
 logger = logging.getLogger("pvt_fpn_d2")
@@ -97,15 +98,21 @@ def do_train(args, cfg):
         clip_grad_norm=cfg.train.clip_grad.max_norm if cfg.train.clip_grad.enabled else 0.0,
         device_type=device.split(":")[0],
     )
-    checkpointer = PVTCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    # train.ema: an average of the weights, evaluated and saved (pvt_fpn_d2/engine/ema.py)
+    ema = build_ema_hook(cfg.train.get("ema"), model)
+    extra = {EMA_KEY: ema.ema} if ema else {}
+    checkpointer = PVTCheckpointer(model, cfg.train.output_dir, trainer=trainer, **extra)
     main = comm.is_main_process()
     best = cfg.train.best_checkpoint
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            ema,  # before the checkpointer: the last iteration's model is the average
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.EvalHook(
+                cfg.train.eval_period, lambda: do_test(cfg, ema.eval_model() if ema else model)
+            ),
             (
                 hooks.BestCheckpointer(cfg.train.eval_period, checkpointer, best.metric, best.mode)
                 if main and best.metric

@@ -16,6 +16,10 @@ train.device = "cuda" if torch.cuda.is_available() else "cpu"
 train.amp = dict(enabled=False, precision="fp16")
 # Clip the global L2 norm of the gradients (unscaled first under AMP); off in the PVT recipes
 train.clip_grad = dict(enabled=False, max_norm=1.0)
+# An exponential moving average of the weights (pvt_fpn_d2/engine/ema.py): evaluated during
+# training, saved in checkpoints (key "ema") and resumed, and the final model. decay: its value
+# after the warm-up (warmup=True: 1 - (1 + n) ** -power after n updates, at most decay)
+train.ema = dict(enabled=False, decay=0.999, warmup=True, power=0.75)
 # Keep model_best.pth by this metric of the periodic evaluation ("" to disable)
 train.best_checkpoint = dict(metric="segm/AP", mode="max")
 # Random seed of this run (-1: a new one each run; the seed is logged)

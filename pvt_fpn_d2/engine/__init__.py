@@ -1,6 +1,7 @@
 """
 Training and inference glue around detectron2's engine: the training loop (AMP, non-finite loss
-checks, the data/model checks train_net runs first), checkpointing (the weight formats,
+checks, the data/model checks train_net runs first), the moving average of the weights
+(``train.ema``), checkpointing (the weight formats,
 mmdetection checkpoints, the class-specific layers of fine-tuning) and the predictor behind
 ``tools/predict.py``.
 """

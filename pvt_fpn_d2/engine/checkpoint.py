@@ -13,6 +13,8 @@ Checkpoint loading for PVT-v2 detectors.
 * :func:`convert_mmdet_checkpoint` turns an mmdetection Mask R-CNN, Faster R-CNN or RetinaNet
   checkpoint with a PVT-v2 backbone (the official COCO models) into a checkpoint of the
   detectron2 model a config builds (the mapping: :mod:`pvt_fpn_d2.modeling.mmdet_weights`);
+* a checkpoint with an average of the weights (``ema``, :mod:`pvt_fpn_d2.engine.ema`) loads
+  that average, except when ``--resume`` restores the average itself;
 * checkpoints and ``last_checkpoint`` are written atomically: a job killed while saving
   leaves the previous checkpoint and a ``last_checkpoint`` that points at a complete file;
   a save that cannot be written (disk full, read-only folder) stops with
@@ -41,6 +43,7 @@ from detectron2.utils.file_io import PathManager
 
 from ..modeling.backbone import PVTv2Backbone
 from ..utils import atomic_torch_save, atomic_write_text
+from .ema import EMA_KEY
 from ..modeling.mmdet_weights import (
     MMDET_PVT_NORM_EPS,
     MMDetCheckpointError,
@@ -405,9 +408,15 @@ class PVTCheckpointer(DetectionCheckpointer):
                 os.unlink(f)
         return super().resume_or_load(path, resume=resume)
 
-    def load(self, path: str, *args, **kwargs) -> Dict[str, Any]:
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         self._loading = path
-        return super().load(path, *args, **kwargs)
+        # the average of the weights (train.ema) replaces the training weights unless it is
+        # being restored itself (--resume of a run that keeps one)
+        self._use_ema = not (
+            EMA_KEY in self.checkpointables
+            and (checkpointables is None or EMA_KEY in checkpointables)
+        )
+        return super().load(path, checkpointables=checkpointables)
 
     def _backbone_prefix(self) -> Optional[str]:
         for name, module in self.model.named_modules():
@@ -437,6 +446,18 @@ class PVTCheckpointer(DetectionCheckpointer):
         return {"model": sd}
 
     def _load_model(self, checkpoint: Dict[str, Any]):
+        if getattr(self, "_use_ema", False) and isinstance(checkpoint.get(EMA_KEY), dict):
+            averaged = {
+                k[len("module.") :]: v
+                for k, v in checkpoint[EMA_KEY].items()
+                if k.startswith("module.")
+            }
+            if averaged:
+                logger.info(
+                    f"{getattr(self, '_loading', 'checkpoint')}: the averaged weights (its "
+                    f"'{EMA_KEY}' entry, train.ema)"
+                )
+                checkpoint["model"] = averaged
         own = self.model.state_dict()
         ckpt = checkpoint["model"]
         _move_backbone(ckpt, self._backbone_prefix())
