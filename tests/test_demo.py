@@ -54,6 +54,48 @@ def test_make_demo_trains_evaluates_plots_and_moves_the_previous_output_aside(tm
     assert len(json.loads((predictions / "predictions.json").read_text())["images"]) == 3
     ap = f"bbox AP {results['bbox']['AP']:.1f}, segm AP {results['segm']['AP']:.1f}"
     assert f"synthetic val: {ap}" in r.stdout
+    # 3 iterations are not the recipe the documented range is for
+    assert "ARGS or CONFIG changed the recipe: the documented range does not apply" in r.stdout
+
+
+def _summary_tool():
+    return load_script("tools/demo_summary.py", "demo_summary")
+
+
+def test_demo_summary_says_where_the_run_landed(tmp_path):
+    tool = _summary_tool()
+    (b_lo, b_hi), (s_lo, s_hi) = tool.EXPECTED["bbox"], tool.EXPECTED["segm"]
+    assert 0 < b_lo < b_hi < 100 and 0 < s_lo < s_hi < 100
+    inside = {"bbox": {"AP": (b_lo + b_hi) / 2}, "segm": {"AP": (s_lo + s_hi) / 2}}
+    text = tool.summary(inside, 280)
+    assert text.startswith(
+        f"make demo: 280 s wall time; synthetic val: bbox AP {(b_lo + b_hi) / 2:.1f}"
+    )
+    assert f"as expected: the recipe gives bbox {b_lo:g}-{b_hi:g}, segm {s_lo:g}-{s_hi:g}" in text
+    low = {"bbox": {"AP": b_lo - 0.2}, "segm": {"AP": s_hi + 0.2}}
+    text = tool.summary(low, 280)
+    assert "NOT as expected" in text
+    assert f"bbox AP {b_lo - 0.2:.1f} is below it, segm AP {s_hi + 0.2:.1f} is above it" in text
+    # a seed, an output folder or the data's place keep the recipe; other overrides do not
+    config = tool.DEFAULT_CONFIG
+    assert tool.same_recipe(config, "train.seed=3 train.output_dir=x dataset.train_json=y")
+    assert tool.same_recipe("./" + config, "")
+    assert not tool.same_recipe(config, "train.seed=3 train.max_iter=100")
+    assert not tool.same_recipe("configs/synthetic/other.py", "")
+    # the command line, on a run's folder
+    (tmp_path / "eval_results.json").write_text(json.dumps(low))
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools/demo_summary.py"), str(tmp_path), "--start", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "NOT as expected" in r.stdout
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools/demo_summary.py"), str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and "no evaluation results in" in r.stderr
 
 
 def test_plot_losses_reads_every_loss_and_the_last_run_of_an_iteration(tmp_path):
