@@ -90,6 +90,15 @@ def test_demo_summary_says_where_the_run_landed(tmp_path):
         text=True,
     )
     assert r.returncode == 0 and "NOT as expected" in r.stdout
+    # ARGS may hold options of train_net.py too (demo.sh passes them as --overrides=...)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools/demo_summary.py"), str(tmp_path)]
+        + ["--overrides=--resume train.seed=1"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "the documented range does not apply" in r.stdout
+    assert "wall time" not in r.stdout  # no --start
     r = subprocess.run(
         [sys.executable, str(REPO / "tools/demo_summary.py"), str(tmp_path / "none")],
         capture_output=True,

@@ -522,8 +522,9 @@ def test_make_demo(tmp_path):
                 r"Overall training speed: \d+ iterations in \S+ \(([\d.]+) s / it\)", log
             )
             (inference,) = re.findall(r"Total inference time: (\S+) \(", log)
-            rows_ = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-            f.exact("iterations", 1 + max(m["iteration"] for m in rows_ if "total_loss" in m), iters)
+            logged = [json.loads(x) for x in (out / "metrics.json").read_text().splitlines()]
+            last = max(m["iteration"] for m in logged if "total_loss" in m)
+            f.exact("iterations", 1 + last, iters)
             f.close("training s", _seconds(train_time), 60 * train_min + train_s)
             f.close("s/iteration", float(speed), per_iter)
             f.close("evaluation s", _seconds(inference), eval_s)

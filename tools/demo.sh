@@ -37,4 +37,4 @@ fi
 "$PY" tools/plot_losses.py "$OUT/metrics.json" "$OUT/losses.png"
 
 # the AP against the recipe's documented range
-"$PY" tools/demo_summary.py "$OUT" --start "$start" --config "$CONFIG" --overrides "$ARGS"
+"$PY" tools/demo_summary.py "$OUT" --start "$start" --config "$CONFIG" --overrides="$ARGS"

@@ -13,9 +13,9 @@ import os
 import sys
 import time
 
-#: The documented range of the default recipe (configs/synthetic/mask_rcnn_pvt_v2_b0_fpn_synthetic.py),
-#: box and mask AP on the 50 validation images: the lowest and highest run over the seeds and
-#: CPUs of docs/GETTING_STARTED.md, widened by 1.5 AP each side.
+#: The documented range of the default recipe (DEFAULT_CONFIG), box and mask AP on the 50
+#: validation images: the lowest and highest run of docs/GETTING_STARTED.md's table over seeds,
+#: widened by 1.5 AP each side.
 EXPECTED = {"bbox": (34.4, 47.5), "segm": (39.4, 51.3)}
 DEFAULT_CONFIG = "configs/synthetic/mask_rcnn_pvt_v2_b0_fpn_synthetic.py"
 DOCS = "docs/GETTING_STARTED.md#the-cpu-demo-make-demo"
@@ -30,10 +30,9 @@ def verdict(task: str, ap: float) -> str:
 def summary(results: dict, seconds: float, default_recipe: bool = True) -> str:
     """The summary lines of a demo run's ``eval_results.json`` contents."""
     aps = {task: results[task]["AP"] for task in ("bbox", "segm")}
-    lines = [
-        f"make demo: {seconds:.0f} s wall time; synthetic val: "
-        f"bbox AP {aps['bbox']:.1f}, segm AP {aps['segm']:.1f}"
-    ]
+    wall = f"{seconds:.0f} s wall time; " if seconds == seconds else ""  # not NaN
+    aps_text = f"bbox AP {aps['bbox']:.1f}, segm AP {aps['segm']:.1f}"
+    lines = [f"make demo: {wall}synthetic val: {aps_text}"]
     if not default_recipe:
         lines.append("(ARGS or CONFIG changed the recipe: the documented range does not apply)")
         return "\n".join(lines)
