@@ -2,8 +2,6 @@
 computed by hand, through detectron2's trainer and checkpointer, across --resume, and in
 train_net.py."""
 
-import copy
-
 import pytest
 import torch
 from torch import nn

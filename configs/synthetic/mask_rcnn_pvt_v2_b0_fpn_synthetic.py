@@ -1,6 +1,6 @@
 # The CPU demo (`make demo`): PVT-v2-b0 Mask R-CNN trained from scratch on the synthetic
 # shapes dataset (datasets/prepare_synthetic.py: 300 train / 50 val images of 160x160 px,
-# 3 classes, occlusion, textured backgrounds), on 2 CPU cores in about 5 minutes.
+# 3 classes, occlusion, textured backgrounds), on 2 CPU cores in about 6 minutes.
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec

@@ -43,7 +43,6 @@ from detectron2.utils.file_io import PathManager
 
 from ..modeling.backbone import PVTv2Backbone
 from ..utils import atomic_torch_save, atomic_write_text
-from .ema import EMA_KEY
 from ..modeling.mmdet_weights import (
     MMDET_PVT_NORM_EPS,
     MMDetCheckpointError,
@@ -64,6 +63,7 @@ from ..modeling.weights import (
     read_checkpoint,
     to_detectron2_state_dict,
 )
+from .ema import EMA_KEY
 
 __all__ = [
     "OutputWriteError",
