@@ -97,6 +97,14 @@ KNOWN_LOG_MESSAGES = (
         "is_fx_tracing, which logs this once per process (a 'W... _symbolic_trace.py:57]' line "
         "on stderr). Training and prediction trace nothing, so the answer is False either way.",
     ),
+    (
+        "",  # the root logger: onnxruntime.quantization calls logging.warning
+        r"Please consider (to run )?pre-processing before quantization",
+        "logged twice by onnxruntime.quantization.quantize_static (tools/export_model.py "
+        "--quantize int8) for every model: its pre-processing (symbolic shape inference and "
+        "graph optimisation) is for models without shapes; the exported graph has them, and "
+        "ONNX Runtime optimises the quantized graph when it loads it.",
+    ),
 )
 
 

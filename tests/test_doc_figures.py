@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO, load_script, run_tool, subprocess_env, tiny_config
+from .conftest import REPO, load_script, run_tool, run_train_net, subprocess_env, tiny_config
 
 #: The one tolerance of the measured figures: a re-run may differ from the docs by this fraction
 #: of the docs' value (times, ratios, memory, and AP or mIoU after CPU training, which move
@@ -65,6 +65,12 @@ EXPORT_ROWS = {
     "retinanet_b0": "RetinaNet b0",
     "retinanet_b2": "RetinaNet b2",
 }
+#: rows of the int8 AP table (docs/DEPLOYMENT.md): the config trained -> the row's title
+INT8_AP_ROWS = {
+    "mask_rcnn_pvt_v2_b0_fpn_synthetic": r"Mask R-CNN b0 \(`make demo`, seed 0\)",
+    "retinanet_pvt_v2_b0_fpn_synthetic": r"RetinaNet b0 \(`retinanet_pvt_v2_b0_fpn_synthetic\.py`, "
+    r"seed 0\)",
+}
 ROW4 = r" \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \| (\d+) \((\d+)%\) \|"
 #: Where each figure is in the docs' text (one match each; a line break is \s+ or \n).
 FIGURES = {
@@ -89,6 +95,16 @@ FIGURES = {
     **{
         f"export_{name}": rf"\| {title} \| {N} s \| {N}x \| {N}x \| {N}x \|"
         for name, title in EXPORT_ROWS.items()
+    },
+    **{
+        f"int8_{name}": rf"\| {title} \| {N} s \| {N}x \| {N}x \|\n"
+        for name, title in EXPORT_ROWS.items()
+    },
+    "int8_demo": rf"\| Mask R-CNN b0, 160x160 \(`make demo`\) \| {N} ms \| {N}x \| {N}x \|",
+    **{
+        f"int8_ap_{name}": rf"\| {title} \| {N} \| {N} \| "
+        + (rf"{N} \| {N} \|" if name.startswith("mask") else r"- \| - \|")
+        for name, title in INT8_AP_ROWS.items()
     },
     "export_thresh0": r"\| Mask R-CNN b0, score threshold 0 \((\d+) detections\) "
     rf"\| {N} s \| {N}x \| {N}x \| {N}x \|",
@@ -404,6 +420,59 @@ def _export_figures(m: dict, eager_s, ort_x, ort_std_x, openvino_x) -> Figures:
     if "openvino" in sides:
         f.close("OpenVINO / eager", sides["openvino"]["ratio_to_eager"], openvino_x)
     return f
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("name", EXPORT_ROWS)
+def test_int8_speed(name):
+    """A row of the int8 speed table (docs/DEPLOYMENT.md): `--task export`'s eager time and the
+    fp32 and int8 files' ratios to it (b0: about 3 min, b2: about 5 min)."""
+    eager_s, ort_x, int8_x = documented(f"int8_{name}")
+    family, variant = name.rsplit("_", 1)
+    config = f"configs/COCO/{family}_pvt_v2_{variant}_fpn_1x.py"
+    r = benchmark("--config-file", config, "--task", "export", "--iters", "3", *THREADS)
+    (m,) = r["export"]
+    f = Figures()
+    f.close("eager s", m["sides"]["eager"]["median_ms"] / 1000, eager_s)
+    f.close("ONNX Runtime fp32 / eager", m["sides"]["onnxruntime"]["ratio_to_eager"], ort_x)
+    f.close("ONNX Runtime int8 / eager", m["sides"]["onnxruntime_int8"]["ratio_to_eager"], int8_x)
+    f.check()
+
+
+@pytest.mark.benchmark
+def test_int8_ap_and_speed_of_the_trained_synthetic_models(tmp_path):
+    """The int8 AP table and the demo-size speed row (docs/DEPLOYMENT.md): each synthetic config
+    trained with seed 0, exported with --quantize int8 --evaluate; both files' AP against the
+    table's, and int8 loses at most 1 AP (about 12 min)."""
+    f = Figures()
+    for config in INT8_AP_ROWS:
+        fp32_box, int8_box, *masks = documented(f"int8_ap_{config}")  # masks: Mask R-CNN
+        cfg_file = f"configs/synthetic/{config}.py"
+        out = tmp_path / config
+        run_train_net("--config-file", cfg_file, f"train.output_dir={out}", timeout=1200)
+        run_tool("tools/export_model.py", "--config-file", cfg_file, "--checkpoint",
+                 out / "model_final.pth", "--output", out / "onnx", "--quantize", "int8",
+                 "--evaluate")  # fmt: skip
+        ap = json.loads((out / "onnx" / "export.json").read_text())["int8"]["ap"]
+        fp32, int8 = ap["model.onnx"], ap["model_int8.onnx"]
+        f.close(f"{config} fp32 box AP", fp32["bbox"], fp32_box)
+        f.close(f"{config} int8 box AP", int8["bbox"], int8_box)
+        f.exact(f"{config} int8 box AP lost <= 1", fp32["bbox"] - int8["bbox"] <= 1.0, True)
+        if masks:
+            f.close(f"{config} fp32 mask AP", fp32["segm"], masks[0])
+            f.close(f"{config} int8 mask AP", int8["segm"], masks[1])
+            f.exact(f"{config} int8 mask AP lost <= 1", fp32["segm"] - int8["segm"] <= 1.0, True)
+        if config.startswith("mask_rcnn"):
+            eager_ms, ort_x, int8_x = documented("int8_demo")
+            r = benchmark("--task", "export", "--onnx", out / "onnx", "--image-size", "160", "160",
+                          "--iters", "20", "--warmup", "2", *THREADS)  # fmt: skip
+            (m,) = r["export"]
+            f.close("demo size: eager ms", m["sides"]["eager"]["median_ms"], eager_ms)
+            f.close("demo size: fp32 / eager", m["sides"]["onnxruntime"]["ratio_to_eager"], ort_x)
+            f.close(
+                "demo size: int8 / eager", m["sides"]["onnxruntime_int8"]["ratio_to_eager"], int8_x
+            )
+    f.check()
 
 
 @pytest.mark.benchmark

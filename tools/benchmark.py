@@ -56,6 +56,10 @@ for _f in _QUIET:
     _action, _message, _category = _f.split(":")
     warnings.filterwarnings(_action, _message, getattr(builtins, _category))
 
+from pvt_fpn_d2.cli import silence_known_warnings  # noqa: E402
+
+silence_known_warnings()  # and the notices third-party code logs (onnxruntime.quantization)
+
 from benchmarks import (  # noqa: E402
     DEFAULT_INSTANCES,
     DEFAULT_ITERS,

@@ -18,6 +18,7 @@ as in train_net.py.
 
 import argparse
 import logging
+import os
 
 # known third-party notices are hidden by exact message before anything emits them
 from pvt_fpn_d2.cli import parse_args, silence_known_warnings  # isort: skip
@@ -30,6 +31,11 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from pvt_fpn_d2.config import apply_overrides  # noqa: E402
 from pvt_fpn_d2.deploy import export_onnx  # noqa: E402
 from pvt_fpn_d2.deploy.pvt_layers import OPS  # noqa: E402
+from pvt_fpn_d2.deploy.quantize import (  # noqa: E402
+    DEFAULT_CALIBRATION_IMAGES,
+    quantize_int8,
+    record_ap,
+)
 from pvt_fpn_d2.model_zoo import resolve_config_file  # noqa: E402
 
 
@@ -52,6 +58,30 @@ def get_parser() -> argparse.ArgumentParser:
         help="onnxruntime (default): PVT-v2 attention as ONNX Runtime's MultiHeadAttention, "
         "faster there; standard: standard ONNX operators only, for other runtimes (OpenVINO)",
     )
+    parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="also write model_int8.onnx: post-training int8 quantization (ONNX Runtime, QDQ), "
+        "calibrated on images of the training dataset",
+    )
+    parser.add_argument(
+        "--calibration-dataset",
+        default=None,
+        help="registered dataset of the calibration images (default: the config's training set)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=DEFAULT_CALIBRATION_IMAGES,
+        help="how many (default: %(default)s, or all when fewer)",
+    )
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="with --quantize: the COCO AP of model.onnx and model_int8.onnx on the config's "
+        "test set, printed and recorded in export.json",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     return parser
 
@@ -71,6 +101,36 @@ def main(argv=None) -> None:
     )
     print(f"{spec['meta_architecture']} -> {args.output}/model.onnx, {args.output}/export.json")
     print(f"outside the graph: {'; '.join(spec['outside_the_graph'])}")
+    if not args.quantize:
+        return
+    int8 = quantize_int8(
+        args.output, cfg, dataset=args.calibration_dataset, num_images=args.calibration_images
+    )
+    layers = ", ".join(f"{n} {op}" for op, n in int8["quantized"].items())
+    print(
+        f"int8 -> {args.output}/{int8['file']} ({layers}; calibrated on "
+        f"{int8['calibration']['images']} images of {int8['calibration']['dataset']})"
+    )
+    if args.evaluate:
+        from pvt_fpn_d2.deploy.evaluate import evaluate_exported
+
+        cfg.dataloader.evaluator.output_dir = args.output
+        results = {}
+        for name in (spec["file"], int8["file"]):
+            ret = evaluate_exported(cfg, os.path.join(args.output, name))
+            results[name] = {task: ret[task]["AP"] for task in ret}
+        record_ap(args.output, results, dataset=_test_dataset(cfg))
+        tasks = list(results[spec["file"]])
+        print(f"{'AP on ' + _test_dataset(cfg):<24}" + "".join(f"{t:>8}" for t in tasks))
+        for name, ap in results.items():
+            print(f"{name:<24}" + "".join(f"{ap[t]:>8.2f}" for t in tasks))
+
+
+def _test_dataset(cfg) -> str:
+    from detectron2.config import instantiate
+
+    names = instantiate(cfg.dataloader.test.dataset.names)
+    return names if isinstance(names, str) else ", ".join(names)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ __all__ = ["export_onnx", "load_checkpoint_strict", "EXPORT_SPEC", "OPSET"]
 logger = logging.getLogger(__name__)
 
 EXPORT_SPEC = "export.json"
+INT8_FILE = "model_int8.onnx"  # pvt_fpn_d2.deploy.quantize
 OPSET = 20  # the first with Gelu, which ONNX Runtime runs as one kernel
 MIN_SIZE = 32  # the backbone's smallest input (PVTv2Backbone)
 
@@ -207,6 +208,10 @@ def export_onnx(
         raise _exporter_error(model, e) from e
     program.save(path)
     min_size = _smallest_input(exported)
+    stale = os.path.join(output_dir, INT8_FILE)
+    if os.path.isfile(stale):  # quantized from an earlier model.onnx; its entry goes too
+        os.remove(stale)
+        logger.info(f"Removed {stale}, the int8 file of the earlier export into this folder.")
 
     metadata = MetadataCatalog.get(instantiate(cfg.dataloader.test.dataset.names))
     task = _task(names)

@@ -96,7 +96,15 @@ class OnnxPredictor(Predictor):
         aug = T.AugInput(image)
         self.augmentations(aug)
         resized = aug.image
-        rh, rw = resized.shape[:2]
+        x = np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32)
+        return self.run(x, h, w)
+
+    def run(self, x: np.ndarray, height: int, width: int) -> Dict:
+        """Run the file on ``x``, a (3, h, w) float32 image already resized like the test loader,
+        and return its outputs at the original ``height`` x ``width`` (as the eager model does
+        for the evaluator: ``instances``, ``sem_seg``, ``scores`` or ``depth``)."""
+        h, w = height, width
+        rh, rw = x.shape[1:]
         low = self.spec["input"]["min_size"]
         if min(rh, rw) < low:
             raise ValueError(
@@ -105,7 +113,6 @@ class OnnxPredictor(Predictor):
                 f"or give OnnxPredictor a config whose test resize "
                 f"(dataloader.test.mapper.augmentations) keeps both sides at {low} or more."
             )
-        x = np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32)
         outputs = dict(zip(self.spec["outputs"], self.session.run(None, {"image": x})))
         task = self.spec["task"]
         if task == "instances":

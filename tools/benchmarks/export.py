@@ -15,6 +15,11 @@ Sides (each at its best known CPU settings):
   torch thread count;
 * ``onnxruntime_std`` (when the benchmark exports itself): the ``ops="standard"`` file, standard
   ONNX operators only, in ONNX Runtime alike;
+* ``onnxruntime_int8``: the default file quantized to int8 by
+  ``pvt_fpn_d2.deploy.quantize.quantize_file`` (ONNX Runtime, QDQ; ``tools/export_model.py
+  --quantize int8``), calibrated on 4 noise images here (random weights), or the folder's
+  ``model_int8.onnx``; its output differences are the cost of int8, its AP is measured by
+  ``tools/evaluate_exported.py``;
 * ``openvino`` (only when ``import openvino`` works): the standard file compiled for its CPU
   plugin, f32 precision and the same thread count;
 * ``openvino_bf16`` (where OpenVINO reports bf16 for the CPU): the same at bf16 precision, its
@@ -62,6 +67,23 @@ def _match(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> Dict[str, Any]
         score = max(score, float(abs(a["scores"][i] - b["scores"][j])))
     out.update(max_box_diff_px=box, max_score_diff=score, unmatched=unmatched)
     return out
+
+
+class _NoiseImages:
+    """``n`` noise images of ``h`` x ``w``: the calibration set of the random-weight int8 side."""
+
+    def __init__(self, h: int, w: int, n: int):
+        self.images = [
+            np.random.default_rng(i).integers(0, 256, (3, h, w)).astype(np.float32)
+            for i in range(n)
+        ]
+        self.rewind()
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):
+        self._it = iter({"image": x} for x in self.images)
 
 
 def _outputs(names, values) -> Dict[str, np.ndarray]:
@@ -133,6 +155,7 @@ def run_export_benchmark(
     from detectron2.config import LazyConfig, instantiate
 
     from pvt_fpn_d2.deploy import export_graph, export_onnx, graph_outputs, load_checkpoint_strict
+    from pvt_fpn_d2.deploy.quantize import INT8_FILE, quantize_file
 
     if threads:
         torch.set_num_threads(threads)
@@ -166,6 +189,8 @@ def run_export_benchmark(
         if export_dir:
             export_s = None
             files["onnxruntime"] = os.path.join(export_dir, saved["file"])
+            if os.path.isfile(os.path.join(export_dir, INT8_FILE)):  # --quantize int8
+                files["onnxruntime_int8"] = os.path.join(export_dir, INT8_FILE)
         else:
             checkpoint = os.path.join(tmp, "model.pth")
             torch.save({"model": model.state_dict()}, checkpoint)  # calibrated statistics too
@@ -175,6 +200,12 @@ def run_export_benchmark(
             files["onnxruntime"] = os.path.join(tmp, "export", "model.onnx")
             export_onnx(cfg, os.path.join(tmp, "std"), checkpoint=checkpoint, ops="standard")
             files["onnxruntime_std"] = os.path.join(tmp, "std", "model.onnx")
+            # int8 of the default file, calibrated on noise images of the benchmark's size
+            # (random weights: the ranges matter for the AP, not for the time)
+            files["onnxruntime_int8"] = os.path.join(tmp, "export", INT8_FILE)
+            t0 = time.perf_counter()
+            quantize_file(files["onnxruntime"], files["onnxruntime_int8"], _NoiseImages(h, w, 4))
+            quantize_s = time.perf_counter() - t0
         onnx_file = files["onnxruntime"]
         x = image.numpy()
         sides = {
@@ -228,6 +259,7 @@ def run_export_benchmark(
         "iters": iters,
         "warmup": warmup,
         "export_s": export_s,
+        "quantize_s": None if export_dir else quantize_s,
         "onnx_mb": size_mb,
         "onnxruntime": ort.__version__,
         "openvino": openvino,
@@ -252,6 +284,7 @@ def format_export_report(results: List[Dict[str, Any]]) -> List[str]:
             f"{r['model']}: {r['image_size'][0]}x{r['image_size'][1]}, {r['threads']} threads, "
             f"{r['iters']} alternated iterations after {r['warmup']}; "
             + (f"export {r['export_s']:.0f} s, " if r["export_s"] is not None else "")
+            + (f"int8 {r['quantize_s']:.0f} s, " if r.get("quantize_s") is not None else "")
             + f"model.onnx {r['onnx_mb']:.0f} MB; onnxruntime {r['onnxruntime']}, openvino "
             f"{r['openvino'] or 'not installed'}"
         )
