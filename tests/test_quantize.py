@@ -246,3 +246,14 @@ def test_the_synthetic_retinanet_config_trains_evaluates_and_quantizes(tmp_path,
     spec = json.loads((out / "onnx" / "export.json").read_text())
     assert spec["meta_architecture"] == "ClippedRetinaNet"
     assert spec["int8"]["quantized"]["Conv"] >= 30
+
+
+def test_export_model_py_evaluate_needs_quantize(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools/export_model.py"), "--config-file",
+         "configs/synthetic/mask_rcnn_pvt_v2_b0_fpn_synthetic.py", "--output", str(tmp_path),
+         "--evaluate"],
+        capture_output=True, text=True, env=subprocess_env(), cwd=REPO,
+    )  # fmt: skip
+    assert r.returncode == 2 and "add --quantize int8" in r.stderr
+    assert not (tmp_path / "model.onnx").exists()

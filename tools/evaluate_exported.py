@@ -25,7 +25,11 @@ from detectron2.config import LazyConfig  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from pvt_fpn_d2.config import apply_overrides  # noqa: E402
-from pvt_fpn_d2.deploy.evaluate import evaluate_checkpoint, evaluate_exported  # noqa: E402
+from pvt_fpn_d2.deploy.evaluate import (  # noqa: E402
+    evaluate_checkpoint,
+    evaluate_exported,
+    headline,
+)
 from pvt_fpn_d2.model_zoo import resolve_config_file  # noqa: E402
 
 logger = logging.getLogger("pvt_fpn_d2")
@@ -82,9 +86,9 @@ def main(argv=None) -> dict:
         results[model] = evaluate_exported(cfg, model)
     tasks = sorted({t for r in results.values() for t in r})
     width = max(len(n) for n in results)
-    print(f"{'model':<{width}}" + "".join(f"{t + ' AP':>10}" for t in tasks))
+    print(f"{'model':<{width}}" + "".join(f"{t:>10}" for t in tasks))  # AP, or mIoU
     for name, ret in results.items():
-        aps = [ret.get(t, {}).get("AP", float("nan")) for t in tasks]
+        aps = [headline(ret[t]) if t in ret else float("nan") for t in tasks]
         print(f"{name:<{width}}" + "".join(f"{ap:>10.2f}" for ap in aps))
     with open(os.path.join(output, "eval_exported.json"), "w") as f:
         json.dump(results, f, indent=2)

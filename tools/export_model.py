@@ -87,7 +87,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    args = parse_args(get_parser(), argv)
+    parser = get_parser()
+    args = parse_args(parser, argv)
+    if args.evaluate and not args.quantize:
+        parser.error(
+            "--evaluate compares model.onnx with model_int8.onnx: add --quantize int8 (any "
+            "exported file: tools/evaluate_exported.py)"
+        )
     setup_logger(name="pvt_fpn_d2")
     setup_logger(name="detectron2", abbrev_name="d2").setLevel(logging.WARNING)
     cfg = apply_overrides(LazyConfig.load(resolve_config_file(args.config_file)), args.opts)
@@ -112,13 +118,13 @@ def main(argv=None) -> None:
         f"{int8['calibration']['images']} images of {int8['calibration']['dataset']})"
     )
     if args.evaluate:
-        from pvt_fpn_d2.deploy.evaluate import evaluate_exported
+        from pvt_fpn_d2.deploy.evaluate import evaluate_exported, headline
 
         cfg.dataloader.evaluator.output_dir = args.output
         results = {}
         for name in (spec["file"], int8["file"]):
             ret = evaluate_exported(cfg, os.path.join(args.output, name))
-            results[name] = {task: ret[task]["AP"] for task in ret}
+            results[name] = {task: headline(ret[task]) for task in ret}  # AP, or mIoU
         record_ap(args.output, results, dataset=_test_dataset(cfg))
         tasks = list(results[spec["file"]])
         print(f"{'AP on ' + _test_dataset(cfg):<24}" + "".join(f"{t:>8}" for t in tasks))

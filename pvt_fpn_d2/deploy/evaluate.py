@@ -17,7 +17,7 @@ from detectron2.evaluation import inference_on_dataset
 from ..engine.checkpoint import PVTCheckpointer
 from .onnx_predictor import OnnxPredictor
 
-__all__ = ["ExportedModel", "evaluate_checkpoint", "evaluate_exported"]
+__all__ = ["ExportedModel", "evaluate_checkpoint", "evaluate_exported", "headline"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +67,12 @@ def evaluate_checkpoint(cfg, checkpoint: str) -> "OrderedDict[str, Dict]":
         return inference_on_dataset(
             model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
         )
+
+
+def headline(metrics: Dict[str, float]) -> float:
+    """The one figure of an evaluator's task results: AP (boxes, masks), mIoU (semantic
+    segmentation), else the first."""
+    for key in ("AP", "mIoU", "top1"):
+        if key in metrics:
+            return float(metrics[key])
+    return float(next(iter(metrics.values()), float("nan")))

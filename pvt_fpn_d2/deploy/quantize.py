@@ -15,8 +15,8 @@ What is quantized, and what stays in float32:
   default).
 
 Weights use 7 of their 8 bits (``reduce_range``): on x86 CPUs without VNNI the uint8 x int8
-products of 8-bit weights can overflow ONNX Runtime's 16-bit intermediate sums; the 7-bit
-weights run the same on every CPU.
+products of 8-bit weights can overflow ONNX Runtime's 16-bit intermediate sums; with 7 bits a
+file quantized on one CPU is safe on any other.
 
 The result is ``model_int8.onnx`` beside ``model.onnx``; ``export.json`` records it under
 ``"int8"`` (how it was made, the calibration images, the quantized layers and, when evaluated,
