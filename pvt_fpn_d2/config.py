@@ -51,6 +51,8 @@ def add_pvt_v2_config(cfg: CN) -> CN:
     # (the official PVT-v2 code's); 1e-6 for checkpoints of mmdetection's own
     # PyramidVisionTransformerV2 (tools/convert_mmdet_checkpoint.py says which)
     _C.MODEL.PVT.PATCH_AND_SR_NORM_EPS = None
+    # CascadeMaskROIHeads (pvt_fpn_d2.modeling.cascade): each stage's loss weight
+    _C.MODEL.ROI_BOX_CASCADE_HEAD.STAGE_LOSS_WEIGHTS = (1.0, 0.5, 0.25)
     # ImageNet weights loaded when the backbone is built: a local file in the official, timm or
     # HF format, or "timm://pvt_v2_b2" to download. (MODEL.WEIGHTS="timm://pvt_v2_b2" works too.)
     _C.MODEL.PVT.WEIGHTS = ""

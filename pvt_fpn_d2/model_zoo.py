@@ -129,4 +129,5 @@ PUBLISHED: Dict[str, Published] = {
     "retinanet_pvt_v2_b5_fpn_1x": Published(91.7, 46.2),
     # no published 1x Faster R-CNN or size for the 3x Cascade (mmdetection, 3 mask heads)
     "cascade_mask_rcnn_pvt_v2_b2_fpn_3x": Published(None, 51.1, 44.4),
+    "cascade_mask_rcnn_pvt_v2_b2_li_fpn_3x": Published(None, 50.9, 44.0),
 }

@@ -60,6 +60,7 @@ from mmengine.config import ConfigDict  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet.structures import DetDataSample  # noqa: E402
 from mmdet.structures.bbox import bbox2roi  # noqa: E402
+from mmdet.models.test_time_augs import merge_aug_masks  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 
 register_all_modules()
@@ -175,14 +176,84 @@ RETINANET = dict(
         max_per_img=100,
     ),
 )
+
+
+# the official PVT-v2 3x Cascade Mask R-CNN (whai362/PVT detection/configs/_base_/models/
+# cascade_mask_rcnn_pvtv2_b2_fpn.py and cascade_mask_rcnn_pvt_v2_b2_fpn_3x_mstrain_fp16.py) in
+# mmdetection 3.3's terms, on b0: per stage a ConvFCBBoxHead (4 convs with BN, 1 fc, class-specific
+# regression, GIoU loss on decoded boxes), and one FCNMaskHead config (a head per stage)
+def _cascade_stage(stds, iou):
+    head = dict(
+        MASK_RCNN["roi_head"]["bbox_head"],  # channels, classes, class-specific, cross-entropy
+        type="ConvFCBBoxHead",
+        num_shared_convs=4,
+        num_shared_fcs=1,
+        conv_out_channels=256,
+        bbox_coder=dict(CODER, target_stds=list(stds)),
+        reg_decoded_bbox=True,
+        norm_cfg=dict(type="BN", requires_grad=True),  # SyncBN on GPUs: the same at inference
+        loss_bbox=dict(type="GIoULoss", loss_weight=10.0),
+    )
+    train = _assign_and_sample((iou, iou, iou), False, 512, 0.25, True)
+    return head, dict(train, mask_size=28)
+
+
+def _assign_and_sample(ious, low_quality, num, pos_fraction, add_gt):
+    """mmdetection's MaxIoUAssigner (pos, neg, min pos IoU) and RandomSampler settings."""
+    pos, neg, min_pos = ious
+    return dict(
+        assigner=dict(
+            type="MaxIoUAssigner",
+            pos_iou_thr=pos,
+            neg_iou_thr=neg,
+            min_pos_iou=min_pos,
+            match_low_quality=low_quality,
+            ignore_iof_thr=-1,
+        ),
+        sampler=dict(
+            type="RandomSampler",
+            num=num,
+            pos_fraction=pos_fraction,
+            neg_pos_ub=-1,
+            add_gt_as_proposals=add_gt,
+        ),
+        pos_weight=-1,
+        debug=False,
+    )
+
+
+_STAGES = [
+    _cascade_stage(stds, iou)
+    for stds, iou in [
+        ((0.1, 0.1, 0.2, 0.2), 0.5),
+        ((0.05, 0.05, 0.1, 0.1), 0.6),
+        ((0.033, 0.033, 0.067, 0.067), 0.7),
+    ]
+]
+CASCADE = copy.deepcopy(MASK_RCNN)
+CASCADE["type"] = "CascadeRCNN"
+CASCADE["roi_head"].update(
+    type="CascadeRoIHead",
+    num_stages=3,
+    stage_loss_weights=[1, 0.5, 0.25],
+    bbox_head=[head for head, _ in _STAGES],
+)
+CASCADE["train_cfg"] = dict(
+    rpn=dict(_assign_and_sample((0.7, 0.3, 0.3), True, 256, 0.5, False), allowed_border=0),
+    rpn_proposal=dict(nms_pre=2000, max_per_img=2000, nms=dict(type="nms", iou_threshold=0.7)),
+    rcnn=[train for _, train in _STAGES],
+)
 D2_CONFIGS = {
     "MaskRCNN": "COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py",
     "RetinaNet": "COCO/retinanet_pvt_v2_b0_fpn_1x.py",
+    "CascadeMaskRCNN": "COCO/cascade_mask_rcnn_pvt_v2_b2_fpn_3x.py",
 }
 # detections per image with score threshold 0: 50 rather than COCO's 100, which would double the
 # mask head's CPU time (50 RoIs x 4 convs of 256x256x3x3 at 14x14 is ~25 GMAC per image)
 MAX_DETECTIONS = 50
-MASK_RCNN["test_cfg"]["rcnn"]["max_per_img"] = RETINANET["test_cfg"]["max_per_img"] = MAX_DETECTIONS
+MASK_RCNN["test_cfg"]["rcnn"]["max_per_img"] = CASCADE["test_cfg"]["rcnn"]["max_per_img"] = (
+    RETINANET["test_cfg"]["max_per_img"]
+) = MAX_DETECTIONS
 # (height, width): 200 is not a multiple of 32
 IMAGE_SIZES = [(224, 288), (256, 200), (192, 320)]
 
@@ -191,8 +262,16 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
     """Random weights that keep activations of order 1 through every layer, so that scores
     spread out (mmdetection's own init makes every RetinaNet score 0.01) and boxes move."""
     g = torch.Generator().manual_seed(seed)
-    norms = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
+    norms = {
+        id(m.weight)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm))
+    }
     with torch.no_grad():
+        for m in model.modules():  # BatchNorm statistics of a trained model's order
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=g)
             if p.dim() > 1:  # box regression smaller: boxes move, few leave the image
@@ -236,6 +315,11 @@ def _d2_model(detector: str, checkpoint: Path, overrides=()):
     if detector == "RetinaNet":
         cfg.model.test_score_thresh = 0.0
         cfg.model.max_detections_per_image = MAX_DETECTIONS
+    elif detector == "CascadeMaskRCNN":
+        cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
+        for predictor in cfg.model.roi_heads.box_predictors:
+            predictor.test_score_thresh = 0.0
+            predictor.test_topk_per_image = MAX_DETECTIONS
     else:
         cfg.model.roi_heads.box_predictor.test_score_thresh = 0.0
         cfg.model.roi_heads.box_predictor.test_topk_per_image = MAX_DETECTIONS
@@ -370,25 +454,48 @@ def _parity(detector: str, mm_model, d2_model, images=None):
                 dist = torch.cdist(mm_props.bboxes, d2_props.proposal_boxes.tensor, p=np.inf)
                 note("proposals", dist.min(1).values.max().item())
 
-                # the box and mask heads on the same (mmdetection's) proposals
+                # the box and mask heads (each stage's) on the same (mmdetection's) proposals
                 boxes = mm_props.bboxes[:300]
                 rois = bbox2roi([boxes])
-                mm_box = mm_model.roi_head._bbox_forward(mm_fpn, rois)
                 heads = d2_model.roi_heads
-                pooled = heads.box_pooler(
+                box_pooled = heads.box_pooler(
                     [d2_fpn[f] for f in heads.box_in_features], [Boxes(boxes)]
                 )
-                d2_scores, d2_box_deltas = heads.box_predictor(heads.box_head(pooled))
-                note(
-                    "box_scores",
-                    _maxdiff(d2_scores.softmax(-1), mm_box["cls_score"].softmax(-1)),
-                )
-                note("box_deltas", _maxdiff(d2_box_deltas, mm_box["bbox_pred"]))
-                mm_mask = mm_model.roi_head._mask_forward(mm_fpn, rois[:20])["mask_preds"]
-                pooled = heads.mask_pooler(
+                mask_pooled = heads.mask_pooler(
                     [d2_fpn[f] for f in heads.mask_in_features], [Boxes(boxes[:20])]
                 )
-                note("mask_logits", _maxdiff(heads.mask_head.layers(pooled), mm_mask))
+                cascade = isinstance(heads.box_predictor, torch.nn.ModuleList)
+                for stage in range(heads.num_cascade_stages if cascade else 1):
+                    args = (stage,) if cascade else ()
+                    mm_box = mm_model.roi_head._bbox_forward(*args, mm_fpn, rois)
+                    box_head, box_predictor, mask_head = (
+                        (heads.box_head[stage], heads.box_predictor[stage], heads.mask_head[stage])
+                        if cascade
+                        else (heads.box_head, heads.box_predictor, heads.mask_head)
+                    )
+                    d2_scores, d2_box_deltas = box_predictor(box_head(box_pooled))
+                    note(
+                        "box_scores",
+                        _maxdiff(d2_scores.softmax(-1), mm_box["cls_score"].softmax(-1)),
+                    )
+                    note("box_deltas", _maxdiff(d2_box_deltas, mm_box["bbox_pred"]))
+                    mm_mask = mm_model.roi_head._mask_forward(*args, mm_fpn, rois[:20])
+                    note(
+                        "mask_logits",
+                        _maxdiff(mask_head.layers(mask_pooled), mm_mask["mask_preds"]),
+                    )
+
+                if cascade:  # the mean of the stages' mask probabilities, before pasting
+                    (d2_pred,), _ = heads(images, d2_fpn, [d2_props])
+                    rois = bbox2roi([d2_pred.pred_boxes.tensor])
+                    probs = [
+                        mm_model.roi_head._mask_forward(k, mm_fpn, rois)["mask_preds"].sigmoid()
+                        for k in range(heads.num_cascade_stages)
+                    ]
+                    merged = merge_aug_masks(probs, {})[
+                        torch.arange(len(rois)), d2_pred.pred_classes
+                    ]
+                    note("mask_probs", _maxdiff(d2_pred.pred_masks[:, 0], merged))
 
             # final detections, score threshold 0
             mm_det = mm_model.predict(inputs, samples, rescale=True)[0].pred_instances
@@ -428,6 +535,7 @@ LIMITS = [
     ("box_deltas", 1e-4),
     ("box_scores", 1e-5),
     ("mask_logits", 1e-4),
+    ("mask_probs", 1e-4),
     ("det_count_diff", 0),
     ("det_unmatched", 0),
     ("det_boxes_px", 0.5),
@@ -443,16 +551,132 @@ def _assert_parity(worst: dict) -> None:
     assert {"input", "backbone", "fpn", "det_boxes_px"} <= set(worst)
 
 
-@pytest.mark.parametrize("detector, config", [("MaskRCNN", MASK_RCNN), ("RetinaNet", RETINANET)])
+@pytest.mark.parametrize(
+    "detector, config",
+    [("MaskRCNN", MASK_RCNN), ("RetinaNet", RETINANET), ("CascadeMaskRCNN", CASCADE)],
+)
 def test_converted_checkpoint_computes_what_mmdetection_computes(detector, config, tmp_path):
     mm_model = _mmdet_model(config)
-    conversion, _, dst = _convert(mm_model, tmp_path)
+    cfg = None
+    if detector == "CascadeMaskRCNN":  # the b2 3x config on b0 (no b0 cascade in the zoo)
+        cfg = model_zoo.get_config(D2_CONFIGS[detector])
+        cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
+        with torch.no_grad():
+            # 3 independent random heads average to ~0.5 over much of each box, where pasting's
+            # interpolation decides pixels by 1e-7: heads that agree in sign, as trained ones
+            # do, and differ in value (the average itself is checked before pasting)
+            first = mm_model.roi_head.mask_head[0]
+            for k, head in enumerate(mm_model.roi_head.mask_head):
+                head.load_state_dict(first.state_dict())
+                head.conv_logits.weight.mul_(4 * (k + 1))
+    conversion, _, dst = _convert(mm_model, tmp_path, cfg=cfg)
     assert (conversion.detector, conversion.variant) == (detector, "pvt_v2_b0")
     assert conversion.backbone_naming == "mmdetection"
     assert conversion.config_overrides == ["model.backbone.bottom_up.patch_and_sr_norm_eps=1e-06"]
     worst = _parity(detector, mm_model, _d2_model(detector, dst, conversion.config_overrides))
     _record(f"{detector} (mmdetection PyramidVisionTransformerV2 keys)", worst)
     _assert_parity(worst)
+
+
+def _cascade_batch(g: torch.Generator):
+    """Two images' ground truth (boxes, labels, filled-ellipse masks) and proposals: each object
+    jittered at several scales (positives at every stage's IoU) plus random boxes."""
+    batch = []
+    for h, w in IMAGE_SIZES[:2]:
+        xy = torch.rand(3, 2, generator=g) * torch.tensor([w * 0.5, h * 0.5])
+        wh = (0.25 + 0.4 * torch.rand(3, 2, generator=g)) * torch.tensor([w * 0.5, h * 0.5])
+        gt = torch.cat([xy, xy + wh], 1)
+        yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        centre, radius = (gt[:, :2] + gt[:, 2:]) / 2, (gt[:, 2:] - gt[:, :2]) / 2
+        masks = (
+            ((xx - centre[:, None, None, 0]) / radius[:, None, None, 0]) ** 2
+            + ((yy - centre[:, None, None, 1]) / radius[:, None, None, 1]) ** 2
+        ) <= 1
+        size = (gt[:, 2:] - gt[:, :2]).repeat(1, 2)
+        jitter = [gt + size * s * torch.randn(gt.shape, generator=g) for s in (0.03, 0.08, 0.2)]
+        corner = torch.rand(40, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        random_boxes = torch.cat([corner, corner + 16 + 60 * torch.rand(40, 2, generator=g)], 1)
+        proposals = torch.cat(jitter * 3 + [random_boxes])
+        proposals[:, 0::2] = proposals[:, 0::2].clamp(0, w - 1)
+        proposals[:, 1::2] = proposals[:, 1::2].clamp(0, h - 1)
+        labels = torch.randint(0, 80, (3,), generator=g)
+        batch.append(((h, w), gt, labels, masks, proposals))
+    return batch
+
+
+def test_cascade_training_losses_equal_mmdetections(tmp_path):
+    """
+    Training parity of Cascade Mask R-CNN: the same features, proposals and ground truth into
+    both ROI heads in training mode, every proposal and ground-truth box kept (sampling
+    bypassed: sampler sizes larger than the proposals), so both assign, refine between stages
+    (leaving out the ground-truth proposals) and take the same samples. Each stage's box
+    classification, GIoU box regression and mask loss, with the stage weights, equal
+    mmdetection's within 1e-4.
+    """
+    from detectron2.structures import BitMasks, Instances
+    from detectron2.utils.events import EventStorage
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    config = copy.deepcopy(CASCADE)
+    for stage in config["train_cfg"]["rcnn"]:
+        stage["sampler"].update(num=100000, pos_fraction=1.0)  # keeps all (RandomSampler)
+    mm_model = _mmdet_model(config)
+    cfg = model_zoo.get_config(D2_CONFIGS["CascadeMaskRCNN"])
+    cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
+    conversion, _, dst = _convert(mm_model, tmp_path, cfg=cfg)
+    overrides = conversion.config_overrides + [
+        "model.roi_heads.batch_size_per_image=100000",
+        "model.roi_heads.positive_fraction=1.0",
+    ]
+    d2_model = _d2_model("CascadeMaskRCNN", dst, overrides)
+
+    batch = _cascade_batch(torch.Generator().manual_seed(3))
+    bgr = [img for img, (h, w) in zip(_images(), IMAGE_SIZES) if (h, w) in [b[0] for b in batch]]
+    samples = [
+        DetDataSample(metainfo=dict(img_shape=hw, ori_shape=hw, scale_factor=(1.0, 1.0)))
+        for hw, *_ in batch
+    ]
+    images = [torch.from_numpy(b).permute(2, 0, 1).contiguous() for b in bgr]
+    data = mm_model.data_preprocessor({"inputs": images, "data_samples": samples}, False)
+    with torch.no_grad():
+        features = mm_model.extract_feat(data["inputs"])  # (the FPN's parity is tested above)
+    d2_features = dict(zip(["p2", "p3", "p4", "p5", "p6"], features))
+
+    mm_samples, rpn_results, proposals, targets = [], [], [], []
+    for sample, (hw, gt, labels, masks, boxes) in zip(data["data_samples"], batch):
+        sample.gt_instances = InstanceData(
+            bboxes=gt, labels=labels, masks=BitmapMasks(masks.numpy().astype(np.uint8), *hw)
+        )
+        mm_samples.append(sample)
+        rpn_results.append(InstanceData(bboxes=boxes.clone()))
+        proposals.append(
+            Instances(
+                hw, proposal_boxes=Boxes(boxes.clone()), objectness_logits=torch.zeros(len(boxes))
+            )
+        )
+        targets.append(
+            Instances(hw, gt_boxes=Boxes(gt), gt_classes=labels, gt_masks=BitMasks(masks))
+        )
+
+    mm_model.roi_head.train()
+    d2_model.roi_heads.train()
+    mm_losses = mm_model.roi_head.loss(features, rpn_results, mm_samples)
+    with EventStorage():
+        _, d2_losses = d2_model.roi_heads(None, d2_features, proposals, targets)
+    worst = {}
+    for stage in range(3):
+        for mm_name, d2_name in [
+            ("loss_cls", "loss_cls"),
+            ("loss_bbox", "loss_box_reg"),
+            ("loss_mask", "loss_mask"),
+        ]:
+            a = float(mm_losses[f"s{stage}.{mm_name}"].detach())
+            b = float(d2_losses[f"{d2_name}_stage{stage}"].detach())
+            assert a > 0 and b > 0, (stage, mm_name, a, b)
+            worst[f"s{stage}.{mm_name}"] = abs(a - b)
+    _record("CascadeMaskRCNN training losses (abs. difference per stage)", worst)
+    assert max(worst.values()) < 1e-4, worst
 
 
 def _yacs_retinanet(checkpoint: Path, opts=()):
@@ -629,19 +853,32 @@ def test_tool_uses_the_config_given_and_its_overrides(tmp_path):
     )
 
 
-def test_fine_tuning_from_a_converted_checkpoint_reinitialises_only_class_layers(tmp_path, caplog):
-    conversion, _, dst = _convert(_mmdet_model(MASK_RCNN), tmp_path)
-    cfg = model_zoo.get_config("COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py")
+@pytest.mark.parametrize("detector", ["MaskRCNN", "CascadeMaskRCNN"])
+def test_fine_tuning_from_a_converted_checkpoint_reinitialises_only_class_layers(
+    detector, tmp_path, caplog
+):
+    cascade = detector == "CascadeMaskRCNN"
+    cfg = model_zoo.get_config(D2_CONFIGS[detector])
+    cfg.model.backbone.bottom_up.name = "pvt_v2_b0"
+    conversion, _, dst = _convert(
+        _mmdet_model(CASCADE if cascade else MASK_RCNN), tmp_path, cfg=cfg
+    )
     cfg.model.roi_heads.num_classes = 3
     model = instantiate(cfg.model)
     with caplog.at_level("INFO", logger="pvt_fpn_d2.engine.checkpoint"):
         PVTCheckpointer(model).resume_or_load(str(dst), resume=False)
-    assert "Fine-tuning: skipped 6 class-specific parameters" in caplog.text
+    stages = [f".{k}" for k in range(3)] if cascade else [""]
     class_specific = {
-        f"roi_heads.{layer}.{p}"
-        for layer in ("box_predictor.cls_score", "box_predictor.bbox_pred", "mask_head.predictor")
+        f"roi_heads.{head}{stage}.{layer}.{p}"
+        for head, layers in (
+            ("box_predictor", ("cls_score", "bbox_pred")),
+            ("mask_head", ("predictor",)),
+        )
+        for layer in layers
+        for stage in stages
         for p in ("weight", "bias")
     }
+    assert f"Fine-tuning: skipped {len(class_specific)} class-specific parameters" in caplog.text
     loaded = model.state_dict()
     for k, v in conversion.state_dict.items():
         if k not in class_specific:
@@ -693,13 +930,15 @@ def test_refuses_a_checkpoint_of_another_detector(tmp_path):
     }
     sd["bbox_head.atss_centerness.weight"] = torch.zeros(9, 256, 3, 3)
     message = _refused(tmp_path, sd)
-    assert "Not an mmdetection Mask R-CNN, Faster R-CNN or RetinaNet checkpoint" in message
+    assert "Not an mmdetection Mask R-CNN, Faster R-CNN, RetinaNet or Cascade Mask R-CNN" in message
     assert "bbox_head.atss_centerness, bbox_head.atss_cls, bbox_head.atss_reg" in message
-    cascade = {
-        k.replace("roi_head.bbox_head.", "roi_head.bbox_head.0."): v
-        for k, v in _mmdet_model(MASK_RCNN).state_dict().items()
-    }
-    assert "Cascade R-CNN" in _refused(tmp_path, cascade)
+    cascade = _mmdet_model(CASCADE).state_dict()
+    # a Cascade R-CNN without masks has no config here
+    box_only = {k: v for k, v in cascade.items() if not k.startswith("roi_head.mask_head.")}
+    assert "Cascade R-CNN checkpoint without masks" in _refused(tmp_path, box_only)
+    # a Cascade Mask R-CNN into a Mask R-CNN config: the cascade configs are named
+    message = _refused(tmp_path, cascade, config="COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py")
+    assert "use a cascade_mask_rcnn config of this project" in message
 
 
 def test_refuses_a_truncated_file(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from .conftest import REPO, metrics, run_train_net, subprocess_env, tiny_config
+from .conftest import REPO, metrics, run_tool, run_train_net, subprocess_env, tiny_config
 
 
 def _predictions(path):
@@ -104,6 +104,39 @@ def test_retinanet_finetune_config_trains_and_evaluates(tmp_path, tiny_dataset):
     assert (out / "model_best.pth").is_file()  # kept by bbox/AP
     state = torch.load(out / "model_final.pth", weights_only=True)["model"]
     assert state["head.cls_score.weight"].shape[0] == 9 * 3  # 9 anchors x the json's 3 classes
+
+
+def test_cascade_finetune_config_trains_evaluates_and_predicts(tmp_path, tiny_dataset):
+    """The Cascade Mask R-CNN (a mask head per stage) through train_net and predict.py."""
+    config = tiny_config(
+        tmp_path,
+        tiny_dataset,
+        "cascade_mask_rcnn_pvt_v2_b2_fpn_coco_json.py",
+        overrides=["model.backbone.bottom_up.name=pvt_v2_b0"],
+        max_iter=2,
+        eval_period=2,
+    )
+    r = run_train_net("--config-file", config)
+    assert "3 classes ['circle', 'triangle', 'square']" in r.stdout + r.stderr
+    out = tmp_path / "out"
+    losses = [m for m in metrics(out) if "loss_mask_stage2" in m]
+    assert [m["iteration"] for m in losses] == [0, 1]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert set(results) == {"bbox", "segm"}
+    assert all(math.isfinite(results[k]["AP"]) for k in results)
+    state = torch.load(out / "model_final.pth", weights_only=True)["model"]
+    for stage in range(3):  # the json's 3 classes in every stage's class-specific layers
+        assert state[f"roi_heads.box_predictor.{stage}.cls_score.weight"].shape[0] == 3 + 1
+        assert state[f"roi_heads.box_predictor.{stage}.bbox_pred.weight"].shape[0] == 3 * 4
+        assert state[f"roi_heads.mask_head.{stage}.predictor.weight"].shape[0] == 3
+    image = tiny_dataset["val"]["image_root"]
+    r = run_tool(
+        "tools/predict.py",
+        *("--config-file", config, "--checkpoint", out / "model_final.pth"),
+        *("--input", image, "--output", tmp_path / "pred", "--confidence-threshold", "0.0"),
+    )
+    anns = json.loads((tmp_path / "pred" / "predictions.json").read_text())["annotations"]
+    assert anns and all("segmentation" in a for a in anns)
 
 
 def test_two_cpu_processes_with_gloo_hold_identical_weights(tmp_path, tiny_dataset):

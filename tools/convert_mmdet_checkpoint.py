@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """
-Convert an mmdetection checkpoint (Mask R-CNN, Faster R-CNN or RetinaNet with a PVT-v2 backbone,
-mmdetection 2.x or 3.x: the official PVT-v2 COCO models, mmdetection's model zoo) into a
-checkpoint of this project's detectron2 model:
+Convert an mmdetection checkpoint (Mask R-CNN, Faster R-CNN, RetinaNet or Cascade Mask R-CNN
+with a PVT-v2 backbone, mmdetection 2.x or 3.x: the official PVT-v2 COCO models, mmdetection's
+model zoo) into a checkpoint of this project's detectron2 model:
 
   python tools/convert_mmdet_checkpoint.py mask_rcnn_pvt_v2_b0.pth mask_rcnn_pvt_v2_b0_d2.pth \\
       --config-file COCO/mask_rcnn_pvt_v2_b0_fpn_1x.py

@@ -187,22 +187,22 @@ class RCNNGraph(nn.Module):
         return boxes[keep]
 
     def _stage(self, feats, proposals: torch.Tensor, box_head, predictor):
-        """One box head on the proposals: class probabilities (R, K+1) and boxes (R, 4 * #reg)
-        in the image's coordinates, not clipped."""
+        """One box head on the proposals: class probabilities (R, K+1), boxes (R, 4 * #reg)
+        in the image's coordinates, not clipped, and the class logits."""
         heads = self.model.roi_heads
         logits, deltas = predictor(box_head(_roi_pool(heads.box_pooler, feats, proposals)))
         if getattr(predictor, "use_sigmoid_ce", False):
             probs = logits.sigmoid()
         else:
             probs = F.softmax(logits, dim=-1)
-        return probs, predictor.box2box_transform.apply_deltas(deltas, proposals)
+        return probs, predictor.box2box_transform.apply_deltas(deltas, proposals), logits
 
     def _boxes_and_probs(self, features, proposals: torch.Tensor, h, w):
         """The ROI heads' final class probabilities and boxes, as StandardROIHeads computes them
         (one stage), and the predictor whose thresholds choose the detections."""
         heads = self.model.roi_heads
         feats = [features[f] for f in heads.box_in_features]
-        probs, boxes = self._stage(feats, proposals, heads.box_head, heads.box_predictor)
+        probs, boxes, _ = self._stage(feats, proposals, heads.box_head, heads.box_predictor)
         return probs, boxes, heads.box_predictor
 
     def _detections(self, features, proposals: torch.Tensor, h, w):
@@ -237,12 +237,18 @@ class RCNNGraph(nn.Module):
         if not getattr(heads, "mask_on", False):
             return boxes, scores, classes
         feats = [features[f] for f in heads.mask_in_features]
-        logits = heads.mask_head.layers(_roi_pool(heads.mask_pooler, feats, boxes))
-        if logits.shape[1] == 1:  # class-agnostic masks
-            masks = logits.sigmoid()
-        else:
-            masks = logits[torch.arange(logits.shape[0]), classes][:, None].sigmoid()
-        return boxes, scores, classes, masks
+        pooled = _roi_pool(heads.mask_pooler, feats, boxes)
+        # CascadeMaskROIHeads: the mean of every stage's mask probabilities
+        mask_heads = (
+            heads.mask_head if isinstance(heads.mask_head, nn.ModuleList) else [heads.mask_head]
+        )
+        masks = []
+        for mask_head in mask_heads:
+            logits = mask_head.layers(pooled)
+            if logits.shape[1] > 1:  # class-specific masks
+                logits = logits[torch.arange(logits.shape[0]), classes][:, None]
+            masks.append(logits.sigmoid())
+        return boxes, scores, classes, sum(masks) * (1.0 / len(masks))
 
 
 class CascadeRCNNGraph(RCNNGraph):
@@ -250,18 +256,28 @@ class CascadeRCNNGraph(RCNNGraph):
     outputs of :class:`RCNNGraph`. As detectron2's ``CascadeROIHeads`` at inference: each stage
     refines the previous stage's boxes (clipped, empty ones kept so that the stages' scores
     stay aligned), the class probabilities are the mean over the stages and the boxes are the
-    last stage's."""
+    last stage's. As :class:`~pvt_fpn_d2.modeling.cascade.CascadeMaskROIHeads`: class-specific
+    boxes refined by the stage's top non-background class, the mean of the stages' logits
+    before the softmax (``average_logits``), and the mean of every mask head's probabilities."""
 
     def _boxes_and_probs(self, features, proposals: torch.Tensor, h, w):
         heads = self.model.roi_heads
         feats = [features[f] for f in heads.box_in_features]
-        probs, boxes = [], proposals
+        probs, logits, boxes = [], [], proposals
         for k in range(heads.num_cascade_stages):
-            if k > 0:  # the previous stage's class-agnostic boxes (R, 4), clipped
+            if k > 0:  # the previous stage's boxes (R, 4), clipped
+                if boxes.shape[1] > 4:  # class-specific: its top non-background class's
+                    label = logits[-1][:, :-1].argmax(dim=1).view(-1, 1, 1).expand(-1, 1, 4)
+                    boxes = boxes.unflatten(1, (-1, 4)).gather(1, label)[:, 0]
                 proposals = _clip(boxes, h, w)
-            p, boxes = self._stage(feats, proposals, heads.box_head[k], heads.box_predictor[k])
+            p, boxes, z = self._stage(feats, proposals, heads.box_head[k], heads.box_predictor[k])
             probs.append(p)
-        return sum(probs) * (1.0 / len(probs)), boxes, heads.box_predictor[-1]
+            logits.append(z)
+        if getattr(heads, "average_logits", False):
+            final = F.softmax(sum(logits) * (1.0 / len(logits)), dim=-1)
+        else:
+            final = sum(probs) * (1.0 / len(probs))
+        return final, boxes, heads.box_predictor[-1]
 
 
 class RetinaNetGraph(nn.Module):

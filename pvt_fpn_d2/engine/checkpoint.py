@@ -79,7 +79,8 @@ logger = logging.getLogger(__name__)
 
 # Layers whose shapes depend on the number of classes (box, mask, RetinaNet, sem-seg heads).
 _CLASS_SPECIFIC = re.compile(
-    r"(^|\.)(cls_score|bbox_pred|mask_head\.predictor|sem_seg_head\.predictor)\.(weight|bias)$"
+    r"(^|\.)(cls_score|bbox_pred|mask_head\.(\d+\.)?predictor|sem_seg_head\.predictor)"
+    r"\.(weight|bias)$"
 )
 
 
@@ -223,10 +224,11 @@ def convert_mmdet_checkpoint(
     src: str, dst: Optional[str] = None, cfg: Optional[Any] = None
 ) -> Tuple[MMDetConversion, Any]:
     """
-    Convert an mmdetection checkpoint (Mask R-CNN, Faster R-CNN or RetinaNet with a PVT-v2
-    backbone, mmdetection 2.x or 3.x) into the detectron2 model that ``cfg`` builds, and write
-    it to ``dst`` (atomically) if given. Every parameter is filled and every checkpoint tensor
-    placed, or :class:`~pvt_fpn_d2.modeling.mmdet_weights.MMDetCheckpointError` names the keys.
+    Convert an mmdetection checkpoint (Mask R-CNN, Faster R-CNN, RetinaNet or Cascade Mask R-CNN
+    with a PVT-v2 backbone, mmdetection 2.x or 3.x) into the detectron2 model that ``cfg``
+    builds, and write it to ``dst`` (atomically) if given. Every parameter is filled and every
+    checkpoint tensor placed, or
+    :class:`~pvt_fpn_d2.modeling.mmdet_weights.MMDetCheckpointError` names the keys.
 
     Args:
         src: the mmdetection ``.pth`` (read with ``weights_only=True``).

@@ -51,5 +51,8 @@ class PartialMaskRCNNConvUpsampleHead(D2MaskRCNNConvUpsampleHead):
 
 
 def supports_boxes_without_masks(mask_head: torch.nn.Module) -> bool:
-    """Whether a mask head leaves objects without a mask (``gt_has_mask``) out of its loss."""
+    """Whether a mask head (or every head of a list, one per cascade stage) leaves objects
+    without a mask (``gt_has_mask``) out of its loss."""
+    if isinstance(mask_head, torch.nn.ModuleList):
+        return len(mask_head) > 0 and all(map(supports_boxes_without_masks, mask_head))
     return isinstance(mask_head, PartialMaskRCNNConvUpsampleHead)

@@ -1,11 +1,11 @@
 """
 mmdetection detector checkpoints with a PVT-v2 backbone, mapped onto this project's detectron2
-models: Mask R-CNN, Faster R-CNN and RetinaNet from mmdetection 2.x (the official PVT-v2 COCO
-checkpoints, trained with mmdetection 2.13) or 3.x, whose backbone is either the official PVT
-code (``backbone.patch_embed1.proj.weight``, ``backbone.block1.0.attn.kv.weight``) or
-mmdetection's own ``PyramidVisionTransformerV2`` (``backbone.layers.0.0.projection.weight``,
-``backbone.layers.0.1.0.attn.attn.in_proj_weight``: the inverse of mmdetection's
-``pvt_convert``).
+models: Mask R-CNN, Faster R-CNN, RetinaNet and Cascade Mask R-CNN from mmdetection 2.x (the
+official PVT-v2 COCO checkpoints, trained with mmdetection 2.13) or 3.x, whose backbone is
+either the official PVT code (``backbone.patch_embed1.proj.weight``,
+``backbone.block1.0.attn.kv.weight``) or mmdetection's own ``PyramidVisionTransformerV2``
+(``backbone.layers.0.0.projection.weight``, ``backbone.layers.0.1.0.attn.attn.in_proj_weight``:
+the inverse of mmdetection's ``pvt_convert``).
 
 Every tensor of the checkpoint is placed and every parameter of the detectron2 model filled, or
 :class:`MMDetCheckpointError` names each key that could not be placed. Files are read with
@@ -59,6 +59,16 @@ Differences between the two frameworks that change numbers, and how each is hand
   checkpoint names the config change ``PVTv2Backbone(patch_and_sr_norm_eps=1e-6)``
   (:attr:`MMDetConversion.config_overrides`); in a yacs config it is
   ``MODEL.PVT.PATCH_AND_SR_NORM_EPS: 1e-6``.
+* **Cascade Mask R-CNN**: mmdetection's ``CascadeRoIHead`` has a mask head per stage, stage
+  loss weights, sampling in every stage, class-specific refinement between stages and averages
+  the stages' logits (not their probabilities) at test time; detectron2's ``CascadeROIHeads``
+  has one mask head and none of the rest. The cascade configs use
+  :class:`~pvt_fpn_d2.modeling.cascade.CascadeMaskROIHeads`, which does what mmdetection does;
+  a config of detectron2's one-mask-head cascade is refused. The official 3x box heads
+  (``ConvFCBBoxHead``: 4 convs with SyncBN, 1 fc) are detectron2's ``FastRCNNConvFCHead`` with
+  ``conv_norm="SyncBN"`` (conv without bias, BN, ReLU in both). Box coder: ``target_stds``
+  (0.033, 0.033, 0.067, 0.067) of the third stage are weights 1/0.033 and 1/0.067 in the
+  config, not detectron2's rounded (30, 30, 15, 15).
 * **Weights layout**: mmdetection's PVT-v2 stores the MLP's linear layers as 1x1 convs and the
   attention's q/k/v as one ``in_proj``; they are reshaped and split back (the official layout,
   which timm's ``checkpoint_filter_fn`` then maps to timm's keys).
@@ -97,7 +107,10 @@ MMDET_DETECTORS = {
     "MaskRCNN": "mask_rcnn",
     "FasterRCNN": "faster_rcnn",
     "RetinaNet": "retinanet",
+    "CascadeMaskRCNN": "cascade_mask_rcnn",
 }
+# the schedule of this project's COCO config of each detector (the official checkpoints')
+_SCHEDULE = {"CascadeMaskRCNN": "3x"}
 
 
 # LayerNorm eps of the patch embeddings and spatial reductions in mmdetection's
@@ -162,7 +175,7 @@ def read_mmdet_checkpoint(
 
 
 def detect_mmdet_detector(sd: Mapping[str, Tensor]) -> str:
-    """The detector, "MaskRCNN", "FasterRCNN" or "RetinaNet", from the keys; else an error."""
+    """The detector, a key of :data:`MMDET_DETECTORS`, from the keys; else an error."""
     keys = list(sd)
     if any(k.startswith(D2_BACKBONE_PREFIX) for k in keys):
         raise MMDetCheckpointError(
@@ -178,19 +191,22 @@ def detect_mmdet_detector(sd: Mapping[str, Tensor]) -> str:
         return "RetinaNet"
     if "roi_head.bbox_head.fc_cls.weight" in sd and "rpn_head.rpn_cls.weight" in sd:
         return "MaskRCNN" if "roi_head.mask_head.conv_logits.weight" in sd else "FasterRCNN"
-    if any(re.match(r"^roi_head\.bbox_head\.\d+\.", k) for k in keys):
+    if "roi_head.bbox_head.0.fc_cls.weight" in sd and "rpn_head.rpn_cls.weight" in sd:
+        if "roi_head.mask_head.0.conv_logits.weight" in sd:
+            return "CascadeMaskRCNN"
         raise MMDetCheckpointError(
-            "This is a Cascade R-CNN checkpoint (roi_head.bbox_head.0., .1., ...): mmdetection's "
-            "cascade has a mask head per stage where detectron2's has one, so it cannot be "
-            "converted exactly. Convertible: Mask R-CNN, Faster R-CNN, RetinaNet."
+            "This is a Cascade R-CNN checkpoint without masks (roi_head.bbox_head.0., .1., ... and "
+            "no roi_head.mask_head.0.conv_logits): only Cascade Mask R-CNN, with a mask head per "
+            "stage, converts (configs/COCO/cascade_mask_rcnn_*)."
         )
     layers = sorted(
         {".".join(k.split(".")[:2]) for k in keys if not k.startswith(("backbone.", "neck."))}
     )
     raise MMDetCheckpointError(
-        f"Not an mmdetection Mask R-CNN, Faster R-CNN or RetinaNet checkpoint: its head layers "
-        f"are {_few(layers, 12)}. Convertible: Mask R-CNN (roi_head.mask_head.conv_logits), "
-        "Faster R-CNN (roi_head.bbox_head.fc_cls), RetinaNet (bbox_head.retina_cls)."
+        f"Not an mmdetection Mask R-CNN, Faster R-CNN, RetinaNet or Cascade Mask R-CNN "
+        f"checkpoint: its head layers are {_few(layers, 12)}. Convertible: Mask R-CNN "
+        "(roi_head.mask_head.conv_logits), Faster R-CNN (roi_head.bbox_head.fc_cls), RetinaNet "
+        "(bbox_head.retina_cls), Cascade Mask R-CNN (roi_head.mask_head.0.conv_logits)."
     )
 
 
@@ -198,6 +214,11 @@ def detect_detectron2_detector(target: Mapping[str, Any]) -> Optional[str]:
     """The same names for a detectron2 model's state dict; None for other models."""
     if "head.cls_score.weight" in target:
         return "RetinaNet"
+    if "roi_heads.box_predictor.0.cls_score.weight" in target:
+        if "roi_heads.mask_head.0.predictor.weight" in target:
+            return "CascadeMaskRCNN"
+        # detectron2's own cascade: one mask head (or none)
+        return "detectron2's CascadeROIHeads"
     if "roi_heads.box_predictor.cls_score.weight" in target:
         return "MaskRCNN" if "roi_heads.mask_head.predictor.weight" in target else "FasterRCNN"
     return None
@@ -340,6 +361,8 @@ class MMDetConversion:
 def _checkpoint_classes(detector: str, sd: Mapping[str, Tensor], num_anchors: int) -> int:
     if detector == "RetinaNet":
         return sd["bbox_head.retina_cls.weight"].shape[0] // max(num_anchors, 1)
+    if detector == "CascadeMaskRCNN":
+        return sd["roi_head.bbox_head.0.fc_cls.weight"].shape[0] - 1
     return sd["roi_head.bbox_head.fc_cls.weight"].shape[0] - 1
 
 
@@ -348,6 +371,8 @@ def _target_classes(detector: Optional[str], target: Mapping[str, Any], num_anch
         return tuple(target["head.cls_score.weight"].shape)[0] // max(num_anchors, 1)
     if detector in ("MaskRCNN", "FasterRCNN"):
         return tuple(target["roi_heads.box_predictor.cls_score.weight"].shape)[0] - 1
+    if detector == "CascadeMaskRCNN":
+        return tuple(target["roi_heads.box_predictor.0.cls_score.weight"].shape)[0] - 1
     return -1
 
 
@@ -393,6 +418,11 @@ def _rename(prefix: str, offset: int = 0, step: int = 1, suffix: str = ""):
     return lambda m: f"{prefix}{int(m[1]) * step + offset}{suffix}.{m[2]}"
 
 
+def _staged(template: str):
+    """Cascade keys: ``{s}`` the stage, ``{i}`` the layer (1-based), ``{p}`` the parameter."""
+    return lambda m: template.format(s=m[1], i=int(m[2]) + 1 if m[2] else "", p=m[3])
+
+
 # mmdetection key (regex) -> detectron2 key (template or function of the match)
 _HEAD_RENAMES = (
     # RPN
@@ -406,6 +436,40 @@ _HEAD_RENAMES = (
     ),
     (r"^roi_head\.bbox_head\.fc_cls\.", "roi_heads.box_predictor.cls_score."),
     (r"^roi_head\.bbox_head\.fc_reg\.", "roi_heads.box_predictor.bbox_pred."),
+    # Cascade: per-stage box heads (ConvFCBBoxHead: shared convs with BN, shared fcs),
+    # predictors and mask heads
+    (
+        r"^roi_head\.bbox_head\.(\d+)\.shared_convs\.(\d+)\.conv\.(weight|bias)$",
+        _staged("roi_heads.box_head.{s}.conv{i}.{p}"),
+    ),
+    (
+        r"^roi_head\.bbox_head\.(\d+)\.shared_convs\.(\d+)\.(?:bn|gn)\.(\w+)$",
+        _staged("roi_heads.box_head.{s}.conv{i}.norm.{p}"),
+    ),
+    (
+        r"^roi_head\.bbox_head\.(\d+)\.shared_fcs\.(\d+)\.(weight|bias)$",
+        _staged("roi_heads.box_head.{s}.fc{i}.{p}"),
+    ),
+    (
+        r"^roi_head\.bbox_head\.(\d+)\.fc_cls\.()(\w+)$",
+        _staged("roi_heads.box_predictor.{s}.cls_score.{p}"),
+    ),
+    (
+        r"^roi_head\.bbox_head\.(\d+)\.fc_reg\.()(\w+)$",
+        _staged("roi_heads.box_predictor.{s}.bbox_pred.{p}"),
+    ),
+    (
+        r"^roi_head\.mask_head\.(\d+)\.convs\.(\d+)\.conv\.(weight|bias)$",
+        _staged("roi_heads.mask_head.{s}.mask_fcn{i}.{p}"),
+    ),
+    (
+        r"^roi_head\.mask_head\.(\d+)\.upsample\.()(\w+)$",
+        _staged("roi_heads.mask_head.{s}.deconv.{p}"),
+    ),
+    (
+        r"^roi_head\.mask_head\.(\d+)\.conv_logits\.()(\w+)$",
+        _staged("roi_heads.mask_head.{s}.predictor.{p}"),
+    ),
     # mask head (FCNMaskHead)
     (
         r"^roi_head\.mask_head\.convs\.(\d+)\.conv\.(weight|bias)$",
@@ -472,7 +536,14 @@ def convert_mmdet_state_dict(
     reasons = []
     if target_detector is None:
         reasons.append(
-            "The config does not build a Mask R-CNN, Faster R-CNN or RetinaNet of detectron2."
+            "The config does not build a Mask R-CNN, Faster R-CNN, RetinaNet or Cascade Mask "
+            "R-CNN of detectron2."
+        )
+    elif detector == "CascadeMaskRCNN" and target_detector != detector:
+        reasons.append(
+            f"The checkpoint is an mmdetection Cascade Mask R-CNN (a mask head per stage), the "
+            f"config builds {target_detector}: use a cascade_mask_rcnn config of this project "
+            "(configs/COCO/cascade_mask_rcnn_*: pvt_fpn_d2.modeling.cascade.CascadeMaskROIHeads)."
         )
     elif target_detector != detector:
         reasons.append(
@@ -521,7 +592,7 @@ def model_zoo_config_name(detector: str, variant: Optional[str]) -> str:
             "Cannot choose a config: the checkpoint's backbone matches no PVT-v2 variant. "
             "Give --config-file."
         )
-    name = f"COCO/{MMDET_DETECTORS[detector]}_{variant}_fpn_1x.py"
+    name = f"COCO/{MMDET_DETECTORS[detector]}_{variant}_fpn_{_SCHEDULE.get(detector, '1x')}.py"
     if name not in list_configs():
         same = [c for c in list_configs() if c.startswith(f"COCO/{MMDET_DETECTORS[detector]}_")]
         raise MMDetCheckpointError(
