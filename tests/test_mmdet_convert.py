@@ -1010,9 +1010,18 @@ def test_anchor_permutation_is_mmdetections_ratio_major_order():
     assert anchor_permutation(2, 3) == [0, 2, 4, 1, 3, 5]
 
 
-def test_official_b2_li_checkpoint_fills_the_b2_li_config(tmp_path):
+@pytest.mark.parametrize(
+    "config, zoo_config",
+    [
+        (MASK_RCNN, "COCO/mask_rcnn_pvt_v2_b2_li_fpn_1x.py"),
+        (CASCADE, "COCO/cascade_mask_rcnn_pvt_v2_b2_li_fpn_3x.py"),
+    ],
+    ids=["MaskRCNN", "CascadeMaskRCNN"],
+)
+def test_official_b2_li_checkpoint_fills_the_b2_li_config(config, zoo_config, tmp_path):
     """b2_li (linear spatial reduction) exists in the official naming only (mmdetection's own
-    PVT-v2 has no linear attention): its detector converts, every key in place, values kept."""
+    PVT-v2 has no linear attention): its detector converts into the config the tool picks
+    (the official 3x Cascade's is a 3x config), every key in place, values kept."""
     from timm import create_model
 
     from .weight_formats import timm_to_official
@@ -1020,9 +1029,9 @@ def test_official_b2_li_checkpoint_fills_the_b2_li_config(tmp_path):
     b2 = dict(PVT_V2_B0, embed_dims=64, num_layers=[3, 4, 6, 3])
     mm = MODELS.build(
         ConfigDict(
-            copy.deepcopy(MASK_RCNN),
+            copy.deepcopy(config),
             backbone=b2,
-            neck=dict(MASK_RCNN["neck"], in_channels=[64, 128, 320, 512]),
+            neck=dict(config["neck"], in_channels=[64, 128, 320, 512]),
         )
     )
     backbone = create_model("pvt_v2_b2_li", pretrained=False, num_classes=0).state_dict()
@@ -1035,7 +1044,7 @@ def test_official_b2_li_checkpoint_fills_the_b2_li_config(tmp_path):
     conversion, _, dst = _convert(mm, tmp_path, state_dict=sd)
     assert (conversion.variant, conversion.config, conversion.config_overrides) == (
         "pvt_v2_b2_li",
-        "COCO/mask_rcnn_pvt_v2_b2_li_fpn_1x.py",
+        zoo_config,
         [],
     )
     for k, v in backbone.items():
