@@ -125,9 +125,10 @@ def main(argv=None) -> None:
         for name in (spec["file"], int8["file"]):
             ret = evaluate_exported(cfg, os.path.join(args.output, name))
             results[name] = {task: headline(ret[task]) for task in ret}  # AP, or mIoU
-        record_ap(args.output, results, dataset=_test_dataset(cfg))
+        test_set = _test_dataset(cfg)
+        record_ap(args.output, results, dataset=test_set)
         tasks = list(results[spec["file"]])
-        print(f"{'AP on ' + _test_dataset(cfg):<24}" + "".join(f"{t:>8}" for t in tasks))
+        print(f"{'AP on ' + test_set:<24}" + "".join(f"{t:>8}" for t in tasks))
         for name, ap in results.items():
             print(f"{name:<24}" + "".join(f"{ap[t]:>8.2f}" for t in tasks))
 

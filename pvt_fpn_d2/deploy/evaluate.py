@@ -4,7 +4,6 @@ config's test loader and evaluator, as ``train_net.py --eval-only`` runs them, w
 by ONNX Runtime in place of the eager model.
 """
 
-import logging
 from collections import OrderedDict
 from typing import Dict, List
 
@@ -18,8 +17,6 @@ from ..engine.checkpoint import PVTCheckpointer
 from .onnx_predictor import OnnxPredictor
 
 __all__ = ["ExportedModel", "evaluate_checkpoint", "evaluate_exported", "headline"]
-
-logger = logging.getLogger(__name__)
 
 
 class ExportedModel(torch.nn.Module):

@@ -244,11 +244,11 @@ def quantize_int8(
         spec["input"]["channel_order"],
         spec["input"]["min_size"],
     )
-    reader.image(files[0])  # an unreadable first image is named before the long calibration
+    first = reader.image(files[0])  # an unreadable first image is named before calibrating
     out = os.path.join(export_dir, INT8_FILE)
     t0 = time.perf_counter()
     logger.info(f"Calibrating {os.path.basename(fp32)} on {len(files)} images ...")
-    quantize_file(fp32, out, reader, keep_float, sample=lambda: reader.image(files[0]))
+    quantize_file(fp32, out, reader, keep_float, sample=lambda: first)
     seconds = time.perf_counter() - t0
     layers = quantized_layers(out)
     entry = {

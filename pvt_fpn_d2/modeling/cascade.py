@@ -128,13 +128,13 @@ class CascadeMaskROIHeads(CascadeROIHeads):
         ret = super()._init_mask_head(cfg, input_shape)
         if not ret:  # MODEL.MASK_ON False
             return ret
-        del ret["mask_head"]  # one per stage instead, from the same config
+        # the first stage's head is detectron2's; the others from the same config
         res = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
         channels = input_shape[ret["mask_in_features"][0]].channels
         pooled = ShapeSpec(channels=channels, width=res, height=res)
-        ret["mask_heads"] = [
-            build_mask_head(cfg, pooled) for _ in cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS
-        ]
+        stages = len(cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS)
+        ret["mask_heads"] = [ret.pop("mask_head")]
+        ret["mask_heads"] += [build_mask_head(cfg, pooled) for _ in range(stages - 1)]
         return ret
 
     # ---------------------------------------------------------------------------------------
@@ -145,6 +145,7 @@ class CascadeMaskROIHeads(CascadeROIHeads):
         box_features = [features[f] for f in self.box_in_features]
         image_sizes = [x.image_size for x in proposals]
         storage = get_event_storage()
+        targets = [_flagged(t) for t in targets]
         losses: Dict[str, torch.Tensor] = {}
         predictions = None
         for k in range(self.num_cascade_stages):
@@ -170,21 +171,17 @@ class CascadeMaskROIHeads(CascadeROIHeads):
     def _label_and_sample(self, proposals, targets, stage):
         """
         detectron2's ``label_and_sample_proposals`` with the stage's matcher; the proposals made
-        from ground-truth boxes are flagged, so the next stage can leave them out.
+        from ground-truth boxes (``targets`` flagged by :func:`_flagged`) keep the flag, so the
+        next stage can leave them out.
         """
         for p in proposals:
             p.set(_FROM_GT, torch.zeros(len(p), dtype=torch.bool, device=p.proposal_boxes.device))
             if not p.has("objectness_logits"):  # needed to add the ground truth, then unused
                 p.objectness_logits = torch.zeros(len(p), device=p.proposal_boxes.device)
-        flagged = []
-        for t in targets:
-            t = Instances(t.image_size, **t.get_fields())
-            t.set(_FROM_GT, torch.ones(len(t), dtype=torch.bool, device=t.gt_boxes.device))
-            flagged.append(t)
         matcher = self.proposal_matcher
         self.proposal_matcher = self.proposal_matchers[stage]
         try:
-            return self.label_and_sample_proposals(proposals, flagged)
+            return self.label_and_sample_proposals(proposals, targets)
         finally:
             self.proposal_matcher = matcher
 
@@ -224,19 +221,18 @@ class CascadeMaskROIHeads(CascadeROIHeads):
         features = [features[f] for f in self.box_in_features]
         image_sizes = [x.image_size for x in proposals]
         num = [len(p) for p in proposals]
-        stage_logits, stage_probs, predictions = [], [], None
+        stages, predictions = [], None
         for k in range(self.num_cascade_stages):
             if k > 0:
                 proposals = self._create_proposals_from_boxes(
                     self._refined_boxes(k - 1, predictions, proposals), image_sizes
                 )
             predictions = self._run_stage(features, proposals, k)
-            stage_logits.append(predictions[0])
-            stage_probs.append(cat(self.box_predictor[k].predict_probs(predictions, proposals)))
+            stages.append((self.box_predictor[k], predictions, proposals))
         if self.average_logits:
-            scores = torch.stack(stage_logits).mean(0).softmax(dim=-1)
+            scores = torch.stack([p[0] for _, p, _ in stages]).mean(0).softmax(dim=-1)
         else:
-            scores = torch.stack(stage_probs).mean(0)
+            scores = torch.stack([cat(b.predict_probs(p, ps)) for b, p, ps in stages]).mean(0)
         predictor = self.box_predictor[-1]
         boxes = predictor.predict_boxes(predictions, proposals)
         pred_instances, _ = fast_rcnn_inference(
@@ -263,3 +259,11 @@ class CascadeMaskROIHeads(CascadeROIHeads):
         for i, per_stage in enumerate(zip(*probs)):
             instances[i].pred_masks = torch.stack(per_stage).mean(0)
         return instances
+
+
+def _flagged(targets: Instances) -> Instances:
+    """The ground truth of an image with every box flagged as ground truth: proposals made from
+    them by ``add_ground_truth_to_proposals`` keep the flag."""
+    t = Instances(targets.image_size, **targets.get_fields())
+    t.set(_FROM_GT, torch.ones(len(t), dtype=torch.bool, device=t.gt_boxes.device))
+    return t
